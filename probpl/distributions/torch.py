@@ -1,0 +1,82 @@
+"""Every ``torch.distributions`` distribution with probpl's Pyro-style behaviours.
+
+Each class here is ``type(name, (torch_class, TorchDistributionMixin), {})``:
+no ``__init__`` of its own, so construction costs exactly what torch's costs,
+and torch's native ``expand`` returns an instance of our subclass.  The few
+classes needing a tweak are written out by hand below the generated ones.
+"""
+
+import torch
+
+from .torch_distribution import Independent, TorchDistributionMixin
+
+__all__ = [  # noqa: F822 (names are created in the loop below)
+    "Bernoulli",
+    "Beta",
+    "Binomial",
+    "Categorical",
+    "Cauchy",
+    "Chi2",
+    "ContinuousBernoulli",
+    "Dirichlet",
+    "Exponential",
+    "ExponentialFamily",
+    "FisherSnedecor",
+    "Gamma",
+    "GeneralizedPareto",
+    "Geometric",
+    "Gumbel",
+    "HalfCauchy",
+    "HalfNormal",
+    "Independent",
+    "InverseGamma",
+    "Kumaraswamy",
+    "LKJCholesky",
+    "Laplace",
+    "LogNormal",
+    "LogisticNormal",
+    "LowRankMultivariateNormal",
+    "MixtureSameFamily",
+    "Multinomial",
+    "MultivariateNormal",
+    "NegativeBinomial",
+    "Normal",
+    "OneHotCategorical",
+    "OneHotCategoricalStraightThrough",
+    "Pareto",
+    "Poisson",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
+    "StudentT",
+    "TransformedDistribution",
+    "Uniform",
+    "VonMises",
+    "Weibull",
+    "Wishart",
+]
+
+
+def _wrap(torch_cls):
+    cls = type(torch_cls.__name__, (torch_cls, TorchDistributionMixin), {})
+    cls.__module__ = __name__
+    cls.__qualname__ = torch_cls.__name__
+    cls.__doc__ = (
+        f"``torch.distributions.{torch_cls.__name__}`` with probpl's ``expand``, "
+        f"``to_event``, ``mask`` and ``__call__``.\n\n" + (torch_cls.__doc__ or "")
+    )
+    return cls
+
+
+def _generate():
+    for name in list(__all__):
+        if name == "Independent":
+            continue
+        torch_cls = getattr(torch.distributions, name, None)
+        if torch_cls is None:  # an older torch without this distribution
+            __all__.remove(name)
+            continue
+        globals()[name] = _wrap(torch_cls)
+
+
+_generate()
+globals()["Independent"] = Independent

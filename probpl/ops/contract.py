@@ -1,0 +1,271 @@
+"""Sum-product contraction of log-space factors that live in plates.
+
+A model with enumerated discrete variables yields a set of factor tensors.  Each
+factor is *packed*: a tensor together with a string naming each of its dims by a
+one-character symbol.  Some symbols are *sum dims* (enumerated variables, to be
+eliminated by log-sum-exp or max) and the others are *plate dims* (conditionally
+independent copies, to be eliminated by a product, i.e. a sum in log space).  A
+factor's *ordinal* is the frozenset of plates it lives in; a factor may lack a
+plate dim of its ordinal when it is constant along that plate.
+
+:func:`contract_tensor_tree` eliminates the sum dims by variable elimination on
+this plated factor graph, working from the innermost plates outwards: at each
+leaf ordinal it sums out the variables local to that ordinal (along an
+opt-einsum contraction path), then multiplies out the plates its parent lacks.
+Elimination along a markov chain is pairwise, so memory stays linear in the
+chain length.  The work is first planned symbolically and the plan is cached per
+trace structure, so that repeated contractions do little Python work.
+
+A plan can also run in *recording* mode, keeping each elimination's joint
+factor so that :func:`sample_tensor_tree` can draw the eliminated variables
+backwards (forward-filter backward-sample), or take their argmax under the max
+semiring (Viterbi).
+
+References
+
+1. Obermeyer, Bingham, Jankowiak, Chiu, Pradhan, Rush, Goodman (2019),
+   "Tensor Variable Elimination for Plated Factor Graphs".
+2. Koller and Friedman (2009), "Probabilistic Graphical Models", ch. 9 and 13.
+"""
+
+from collections import OrderedDict
+
+import opt_einsum
+import torch
+
+from probpl.ops.contract_plan import Factor, build_plan, run_plan
+
+__all__ = [
+    "Factor",
+    "pack",
+    "contract_tensor_tree",
+    "contract_to_tensor",
+    "sample_tensor_tree",
+    "get_symbol",
+]
+
+
+def get_symbol(i):
+    """The ``i``-th einsum symbol (a single unicode character)."""
+    return opt_einsum.get_symbol(i)
+
+
+def pack(tensor, dim_to_symbol, name="factor"):
+    """Name the non-singleton dims of a right-aligned ``tensor``.
+
+    :param torch.Tensor tensor: a tensor whose dims are counted from the right
+        (plate and enumeration dims, no event dims).
+    :param dict dim_to_symbol: negative dim -> symbol.
+    :param str name: used in error messages.
+    :returns: a :class:`Factor` holding a view of ``tensor`` without its
+        singleton dims.
+    """
+    shape = tensor.shape
+    n = len(shape)
+    dims = []
+    sizes = []
+    for i, size in enumerate(shape):
+        if size != 1:
+            dim = i - n
+            symbol = dim_to_symbol.get(dim)
+            if symbol is None:
+                raise ValueError(
+                    f"{name}: tensor of shape {tuple(shape)} has size {size} at dim {dim}, "
+                    "which is neither a plate dim nor an enumeration dim. Declare the batch "
+                    "dim with a plate, or use .to_event() for event dims."
+                )
+            dims.append(symbol)
+            sizes.append(size)
+    if len(sizes) != n:
+        tensor = tensor.reshape(sizes)
+    return Factor(tensor, "".join(dims))
+
+
+def _partition(terms, sum_dims):
+    """Split ``terms`` into groups that are connected through ``sum_dims``."""
+    parent = list(range(len(terms)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner = {}
+    for i, term in enumerate(terms):
+        for d in term.dims:
+            if d in sum_dims:
+                j = owner.setdefault(d, i)
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+    groups = OrderedDict()
+    for i in range(len(terms)):
+        groups.setdefault(find(i), []).append(i)
+    result = []
+    for idx in groups.values():
+        dims = {d for i in idx for d in terms[i].dims if d in sum_dims}
+        result.append((idx, dims))
+    return result
+
+
+_PLAN_CACHE = {}
+_PLAN_CACHE_SIZE = 256
+
+
+def _get_plan(tensor_tree, sum_dims, plate_sizes, ring):
+    ordinals = list(tensor_tree)
+    key = (
+        ring,
+        frozenset(sum_dims),
+        tuple(sorted(plate_sizes.items())) if plate_sizes else (),
+        tuple(
+            (t, tuple((term.dims, term.tensor.shape) for term in tensor_tree[t]))
+            for t in ordinals
+        ),
+    )
+    plan = _PLAN_CACHE.get(key)
+    if plan is None:
+        if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
+            _PLAN_CACHE.clear()
+        plan = build_plan(
+            [(t, [(term.dims, tuple(term.tensor.shape)) for term in tensor_tree[t]])
+             for t in ordinals],
+            frozenset(sum_dims),
+            dict(plate_sizes or {}),
+            ring,
+            _partition,
+        )
+        _PLAN_CACHE[key] = plan
+    return plan
+
+
+def _flatten(tensor_tree):
+    return [term.tensor for terms in tensor_tree.values() for term in terms]
+
+
+def contract_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, ring="log"):
+    """Eliminate ``sum_dims`` from a tree of plated factors.
+
+    :param dict tensor_tree: ordinal (frozenset of plate symbols) -> list of
+        :class:`Factor`.
+    :param set sum_dims: the symbols of enumerated variables to eliminate.
+    :param dict plate_sizes: plate symbol -> size, needed for plates along
+        which a factor is constant (missing from its tensor).
+    :param str ring: ``"log"`` (log-sum-exp; marginal likelihood) or ``"max"``
+        (max-sum; MAP value).
+    :returns: an ordinal -> list of :class:`Factor` dict of the contracted
+        terms, each at the smallest ordinal its dependencies allow.
+    :raises ValueError: when plates are not tree-structured with respect to
+        the variables (a variable shared by factors in two independent plates
+        that are otherwise connected).
+    """
+    plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
+    outputs = run_plan(plan, _flatten(tensor_tree))
+    result = OrderedDict()
+    for (ordinal, dims), tensor in zip(plan.outputs, outputs):
+        result.setdefault(ordinal, []).append(Factor(tensor, dims))
+    return result
+
+
+def contract_to_tensor(tensor_tree, sum_dims, plate_sizes=None, ring="log"):
+    """Eliminate all sum dims and all plates, returning a scalar.
+
+    Under the log ring this is the log normaliser (log marginal likelihood)
+    of the product of all factors; under the max ring it is the log of the
+    largest unnormalised joint value.
+    """
+    plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
+    return run_plan(plan, _flatten(tensor_tree), total=True)
+
+
+def sample_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, temperature=1, generator=None):
+    """Draw every variable in ``sum_dims`` from the distribution the factors define.
+
+    With ``temperature=1`` this is forward-filter backward-sample: the forward
+    pass runs under the log ring, then each variable is drawn from its
+    conditional given the variables eliminated after it.  With
+    ``temperature=0`` the forward pass runs under the max ring and each
+    variable takes its argmax (the joint MAP assignment, as in Viterbi).
+
+    :returns: a tuple ``(samples, log_z)`` where ``samples`` maps each sum
+        symbol to a :class:`Factor` of integer indices whose dims are plate
+        symbols (every plate of the variable's ordinal is present), and
+        ``log_z`` is the scalar result of the forward pass.
+    """
+    if temperature not in (0, 1):
+        raise ValueError(f"temperature must be 0 or 1, but got {temperature}")
+    ring = "max" if temperature == 0 else "log"
+    plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
+    records = []
+    with torch.no_grad():
+        log_z = run_plan(plan, _flatten(tensor_tree), total=True, records=records)
+        samples = _backward_sample(records, dict(plan.plate_sizes), temperature, generator)
+    return samples, log_z
+
+
+def _align(tensor, dims, target, sizes=None):
+    """View ``tensor`` (named by ``dims``) with the dim order of ``target``.
+
+    Missing dims get size 1, or ``sizes[d]`` (expanded, no copy) when given.
+    """
+    perm = [dims.index(d) for d in target if d in dims]
+    if perm != list(range(len(perm))):
+        tensor = tensor.permute(perm)
+    shape = [tensor.shape[dims.index(d) if False else 0] for d in ()]  # placeholder
+    shape = []
+    it = iter(tensor.shape)
+    for d in target:
+        shape.append(next(it) if d in dims else 1)
+    tensor = tensor.reshape(shape)
+    if sizes is not None:
+        tensor = tensor.expand([sizes[d] for d in target])
+    return tensor
+
+
+def _backward_sample(records, sizes, temperature, generator):
+    samples = {}
+    for joint, dims, elim, ordinal in reversed(records):
+        for d, n in zip(dims, joint.shape):
+            sizes[d] = n
+        known = [d for d in dims if d in samples]
+        batch = [d for d in dims if d not in elim and d not in samples]
+        for d in known:
+            for b in samples[d].dims:
+                if b not in batch:
+                    batch.append(b)
+        for p in sorted(ordinal):
+            if p not in batch and p in sizes:
+                batch.append(p)
+        batch = "".join(batch)
+        # Index the joint factor at the already-drawn values, one dim at a time.
+        cur, cur_dims = joint, dims
+        for d in known:
+            full = "".join(x for x in cur_dims if x != d)
+            full = full + "".join(b for b in batch if b not in full)
+            target = d + full
+            tgt_sizes = {x: sizes[x] for x in full}
+            tgt_sizes[d] = sizes[d]
+            val = samples[d]
+            cur = _align(cur, cur_dims, target, tgt_sizes)
+            idx_sizes = dict(tgt_sizes)
+            idx_sizes[d] = 1
+            idx = _align(val.tensor, val.dims, target, idx_sizes)
+            cur = cur.gather(0, idx).squeeze(0)
+            cur_dims = full
+        out = "".join(b for b in batch) + "".join(elim)
+        cur = _align(cur, cur_dims, out, {x: sizes[x] for x in out})
+        batch_shape = cur.shape[: len(batch)]
+        flat = cur.reshape(batch_shape + (-1,))
+        if temperature == 0:
+            index = flat.argmax(-1)
+        else:
+            probs = (flat - flat.logsumexp(-1, keepdim=True)).exp()
+            index = torch.multinomial(
+                probs.reshape(-1, probs.shape[-1]), 1, generator=generator
+            ).reshape(batch_shape)
+        elim_sizes = [sizes[d] for d in elim]
+        for d, n in reversed(list(zip(elim, elim_sizes))):
+            samples[d] = Factor(index % n, batch)
+            index = torch.div(index, n, rounding_mode="floor")
+    return samples

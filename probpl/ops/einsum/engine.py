@@ -1,0 +1,244 @@
+"""Planned semiring contractions of named log-space tensors.
+
+A :class:`Program` is a straight-line list of tensor instructions over a
+register file, built symbolically (from dim names and sizes only) and then run
+any number of times on fresh tensors.  Three instructions suffice for
+variable elimination in log space:
+
+- ``PAIR``: the semiring product of two factors (a broadcast sum of log
+  values), optionally followed by a semiring sum over some dims;
+- ``REDUCE``: a semiring sum over dims of one factor;
+- ``PLATE``: a product over plate dims (a plain sum of log values, scaled by
+  the size of plates along which the factor is constant).
+
+The semiring sum is ``logsumexp`` under the ``"log"`` ring and ``amax`` under
+the ``"max"`` ring.  Small pairwise contractions broadcast and reduce (two
+kernels); large log-ring ones shift by a max, exponentiate and call
+``torch.einsum`` so that the broadcast product is never materialised.
+
+Pairwise orders come from :func:`opt_einsum.contract_path`.
+"""
+
+from collections import namedtuple
+
+import opt_einsum
+import torch
+
+Factor = namedtuple("Factor", ["tensor", "dims"])
+Factor.__doc__ = """A tensor with one single-character symbol per dim in ``dims``."""
+
+PAIR, REDUCE, PLATE = 0, 1, 2
+
+# Broadcast products above this many elements use the exp-einsum-log kernel.
+BROADCAST_LIMIT = 1 << 18
+
+
+class Program:
+    """A growing instruction list over registers holding named tensors.
+
+    :param int num_inputs: number of input registers.
+    :param list input_dims: dims string of each input.
+    :param dict sizes: symbol -> size.
+    :param str ring: ``"log"`` or ``"max"``.
+    """
+
+    def __init__(self, input_dims, sizes, ring):
+        if ring not in ("log", "max"):
+            raise ValueError(f"unknown ring {ring!r}; expected 'log' or 'max'")
+        self.ring = ring
+        self.sizes = sizes
+        self.dims = list(input_dims)
+        self.num_inputs = len(self.dims)
+        self.instructions = []
+
+    def _new(self, dims):
+        self.dims.append(dims)
+        return len(self.dims) - 1
+
+    def reduce(self, a, elim, ordinal=frozenset()):
+        """Semiring-sum register ``a`` over the symbols in ``elim``."""
+        dims = self.dims[a]
+        elim = "".join(d for d in dims if d in elim)
+        if not elim:
+            return a
+        red = tuple(dims.index(d) for d in elim)
+        out = self._new("".join(d for d in dims if d not in elim))
+        self.instructions.append((REDUCE, a, out, red, dims, elim, ordinal))
+        return out
+
+    def pair(self, a, b, elim, ordinal=frozenset()):
+        """Semiring product of registers ``a`` and ``b``, then sum ``elim``."""
+        adims, bdims = self.dims[a], self.dims[b]
+        if len(bdims) > len(adims):
+            a, b, adims, bdims = b, a, bdims, adims
+        new = "".join(d for d in bdims if d not in adims)
+        udims = adims + new
+        elim = "".join(d for d in udims if d in elim)
+        sizes = self.sizes
+        a_shape = None
+        if new:
+            a_shape = tuple(sizes[d] for d in adims) + (1,) * len(new)
+        b_perm = [bdims.index(d) for d in udims if d in bdims]
+        b_perm = None if b_perm == list(range(len(bdims))) else tuple(b_perm)
+        b_shape = tuple(sizes[d] if d in bdims else 1 for d in udims)
+        if len(b_shape) == len(bdims):
+            b_shape = None
+        red = tuple(udims.index(d) for d in elim)
+        out_dims = "".join(d for d in udims if d not in elim)
+        numel = 1
+        for d in udims:
+            numel *= sizes[d]
+        equation = None
+        if self.ring == "log" and elim and numel > BROADCAST_LIMIT:
+            equation = _letters_equation(adims, bdims, out_dims)
+        out = self._new(out_dims)
+        self.instructions.append(
+            (PAIR, a, b, out, a_shape, b_perm, b_shape, red, udims, elim, ordinal, equation)
+        )
+        return out
+
+    def plate(self, a, plates, multiplier):
+        """Product over ``plates``: sum those present, scale for the others."""
+        dims = self.dims[a]
+        red = tuple(dims.index(d) for d in dims if d in plates)
+        if not red and multiplier == 1:
+            return a
+        out = self._new("".join(d for d in dims if d not in plates))
+        self.instructions.append((PLATE, a, out, red, multiplier))
+        return out
+
+    def sumproduct(self, regs, elim, ordinal=frozenset()):
+        """Contract registers ``regs`` along an opt-einsum path, summing ``elim``."""
+        if len(regs) == 1:
+            return self.reduce(regs[0], elim, ordinal)
+        all_dims = []
+        for r in regs:
+            for d in self.dims[r]:
+                if d not in all_dims:
+                    all_dims.append(d)
+        output = "".join(d for d in all_dims if d not in elim)
+        if len(regs) == 2:
+            return self.pair(regs[0], regs[1], elim, ordinal)
+        path = _contract_path([self.dims[r] for r in regs], output, self.sizes)
+        pending = list(regs)
+        for step in path:
+            chosen = [pending[i] for i in step]
+            for i in sorted(step, reverse=True):
+                del pending[i]
+            keep = set(output)
+            for r in pending:
+                keep.update(self.dims[r])
+            for k, r in enumerate(chosen[1:]):
+                later = set(keep)
+                for r2 in chosen[k + 2:]:
+                    later.update(self.dims[r2])
+                dims = set(self.dims[chosen[0]]) | set(self.dims[r])
+                chosen[0] = self.pair(chosen[0], r, dims - later, ordinal)
+            if len(chosen) == 1:
+                chosen[0] = self.reduce(chosen[0], set(self.dims[chosen[0]]) - keep, ordinal)
+            pending.append(chosen[0])
+        (result,) = pending
+        return result
+
+
+def _letters_equation(adims, bdims, out_dims):
+    letters = {}
+    for d in adims + bdims:
+        if d not in letters:
+            letters[d] = opt_einsum.get_symbol(len(letters))
+    tr = lambda s: "".join(letters[d] for d in s)
+    return f"{tr(adims)},{tr(bdims)}->{tr(out_dims)}"
+
+
+_PATH_CACHE = {}
+
+
+def _contract_path(inputs, output, sizes):
+    key = (tuple(inputs), output, tuple(sizes[d] for s in inputs for d in s))
+    path = _PATH_CACHE.get(key)
+    if path is None:
+        # opt_einsum's symbol set is large but rejects some characters; rename.
+        letters = {}
+        for s in inputs:
+            for d in s:
+                letters.setdefault(d, opt_einsum.get_symbol(len(letters)))
+        eq = ",".join("".join(letters[d] for d in s) for s in inputs)
+        eq += "->" + "".join(letters[d] for d in output)
+        shapes = [tuple(sizes[d] for d in s) for s in inputs]
+        path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
+        _PATH_CACHE[key] = path = [tuple(step) for step in path]
+    return path
+
+
+def _safe_shift(x, red):
+    shift = x.detach().amax(dim=red, keepdim=True)
+    return shift.masked_fill(~torch.isfinite(shift), 0.0)
+
+
+def run(program, tensors, records=None):
+    """Run ``program`` on input ``tensors``; returns the register file.
+
+    When ``records`` is a list, every elimination appends
+    ``(joint, dims, elim, ordinal)`` with the joint factor before its sum.
+    """
+    regs = list(tensors)
+    regs.extend([None] * (len(program.dims) - len(regs)))
+    semiring_sum = torch.logsumexp if program.ring == "log" else torch.amax
+    for ins in program.instructions:
+        op = ins[0]
+        if op == PAIR:
+            _, a, b, out, a_shape, b_perm, b_shape, red, udims, elim, ordinal, eq = ins
+            x, y = regs[a], regs[b]
+            if eq is not None and records is None:
+                regs[out] = _pair_einsum(eq, x, y)
+                continue
+            if a_shape is not None:
+                x = x.reshape(a_shape)
+            if b_perm is not None:
+                y = y.permute(b_perm)
+            if b_shape is not None:
+                y = y.reshape(b_shape)
+            z = x + y
+            if red:
+                if records is not None:
+                    records.append((z, udims, elim, ordinal))
+                z = semiring_sum(z, red)
+            regs[out] = z
+        elif op == REDUCE:
+            _, a, out, red, dims, elim, ordinal = ins
+            if records is not None:
+                records.append((regs[a], dims, elim, ordinal))
+            regs[out] = semiring_sum(regs[a], red)
+        else:
+            _, a, out, red, multiplier = ins
+            z = regs[a].sum(red) if red else regs[a]
+            regs[out] = z * multiplier if multiplier != 1 else z
+    return regs
+
+
+def _pair_einsum(equation, x, y):
+    lhs, out = equation.split("->")
+    operands, shifts = [], []
+    for t, letters in zip((x, y), lhs.split(",")):
+        red = tuple(i for i, c in enumerate(letters) if c not in out)
+        if red:
+            shift = _safe_shift(t, red)
+            t = t - shift
+            kept = "".join(c for c in letters if c in out)
+            shifts.append(_expand_to(shift.reshape([t.shape[i] for i, c in enumerate(letters)
+                                                    if c in out]), kept, out))
+        operands.append(t.exp())
+    z = torch.einsum(equation, *operands).log()
+    for shift in shifts:
+        z = z + shift
+    return z
+
+
+def _expand_to(t, dims, out):
+    perm = [dims.index(c) for c in out if c in dims]
+    t = t.permute(perm)
+    shape = []
+    it = iter(t.shape)
+    for c in out:
+        shape.append(next(it) if c in dims else 1)
+    return t.reshape(shape)

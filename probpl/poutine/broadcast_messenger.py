@@ -1,0 +1,38 @@
+"""``broadcast``: expand distributions to the sizes of their enclosing plates."""
+
+from probpl.poutine.messenger import Messenger
+
+
+def broadcast_to_plates(msg):
+    """Expand ``msg["fn"]`` so that each enclosing vectorised plate's dim has the
+    plate's size; raise a ValueError naming the site when a dim conflicts."""
+    fn = msg["fn"]
+    batch_shape = getattr(fn, "batch_shape", None)
+    if batch_shape is None:
+        return
+    target = list(batch_shape)
+    for f in msg["cond_indep_stack"]:
+        if f.dim is None or f.size == -1:
+            continue
+        if -f.dim > len(target):
+            target = [1] * (-f.dim - len(target)) + target
+        current = target[f.dim]
+        if current == 1:
+            target[f.dim] = f.size
+        elif current != f.size:
+            raise ValueError(
+                f"sample site '{msg['name']}' in plate '{f.name}' (dim {f.dim}, size {f.size}): "
+                f"distribution batch_shape {tuple(batch_shape)} has size {current} at dim "
+                f"{f.dim}, expected {f.size} or 1"
+            )
+    if len(target) != len(batch_shape) or any(a != b for a, b in zip(target, batch_shape)):
+        msg["fn"] = fn.expand(target)
+
+
+class BroadcastMessenger(Messenger):
+    """Make every sample site's distribution fill the plates it is in."""
+
+    def _pyro_sample(self, msg):
+        if msg["done"]:
+            return
+        broadcast_to_plates(msg)

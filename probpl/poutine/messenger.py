@@ -1,0 +1,105 @@
+"""The base class of every effect handler.
+
+A :class:`Messenger` is a context manager that pushes itself on the handler
+stack, and a decorator that does so around each call of a function. Subclasses
+override ``_pyro_<type>`` (seen on the way out from the innermost handler) and
+``_pyro_post_<type>`` (seen on the way back), or the general
+``_process_message`` / ``_postprocess_message``.
+
+Example::
+
+    >>> import torch, probpl
+    >>> import probpl.distributions as dist
+    >>> from probpl.poutine.messenger import Messenger
+    >>> class Doubler(Messenger):
+    ...     def _pyro_post_sample(self, msg):
+    ...         msg["value"] = 2 * msg["value"]
+    >>> with Doubler():
+    ...     x = probpl.sample("x", dist.Delta(torch.tensor(1.0)))
+    >>> x
+    tensor(2.)
+"""
+
+import functools
+
+from probpl.poutine.runtime import _PYRO_STACK
+
+
+class Messenger:
+    """Base effect handler: a no-op that subclasses specialise."""
+
+    def __init__(self):
+        pass
+
+    def __enter__(self):
+        _PYRO_STACK.append(self)
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if _PYRO_STACK and _PYRO_STACK[-1] is self:
+            _PYRO_STACK.pop()
+        elif self in _PYRO_STACK:
+            # An exception escaped from inner handlers that never exited:
+            # drop them with us so the stack is left as we found it.
+            del _PYRO_STACK[_PYRO_STACK.index(self):]
+        return False
+
+    def __call__(self, fn):
+        if not callable(fn):
+            raise ValueError(
+                f"{type(self).__name__} expected a callable to wrap, got {type(fn).__name__}"
+            )
+
+        @functools.wraps(fn)
+        def _wrapped(*args, **kwargs):
+            with self:
+                return fn(*args, **kwargs)
+
+        _wrapped.msngr = self
+        return _wrapped
+
+    def _process_message(self, msg):
+        method = getattr(self, "_pyro_" + msg["type"], None)
+        if method is not None:
+            method(msg)
+
+    def _postprocess_message(self, msg):
+        method = getattr(self, "_pyro_post_" + msg["type"], None)
+        if method is not None:
+            method(msg)
+
+    @classmethod
+    def register(cls, fn=None, type=None, post=None):
+        """Attach ``fn`` as this class's handler for messages of ``type``."""
+        if fn is None:
+            return lambda x: cls.register(x, type=type, post=post)
+        if type is None:
+            raise ValueError("register needs a message type")
+        setattr(cls, ("_pyro_post_" if post else "_pyro_") + type, fn)
+        return fn
+
+    @classmethod
+    def unregister(cls, fn=None, type=None):
+        """Remove the handler for messages of ``type``."""
+        for prefix in ("_pyro_", "_pyro_post_"):
+            if hasattr(cls, prefix + type):
+                delattr(cls, prefix + type)
+        return fn
+
+
+def block_messengers(predicate):
+    """Context manager that temporarily removes handlers matching ``predicate``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _ctx():
+        blocked = [(i, h) for i, h in enumerate(_PYRO_STACK) if predicate(h)]
+        for i, _ in reversed(blocked):
+            del _PYRO_STACK[i]
+        try:
+            yield [h for _, h in blocked]
+        finally:
+            for i, h in blocked:
+                _PYRO_STACK.insert(i, h)
+
+    return _ctx()

@@ -1,0 +1,69 @@
+"""``trace``: record every site of an execution into a :class:`Trace`."""
+
+from probpl.poutine.messenger import Messenger
+from probpl.poutine.runtime import new_message
+from probpl.poutine.trace_struct import Trace
+
+
+class TraceMessenger(Messenger):
+    """Records the messages of sample and param sites, in order.
+
+    :param str graph_type: ``"flat"`` or ``"dense"`` (see :class:`Trace`).
+    :param bool param_only: record only param sites.
+    """
+
+    def __init__(self, graph_type="flat", param_only=False):
+        super().__init__()
+        self.graph_type = graph_type
+        self.param_only = param_only
+        self.trace = Trace(graph_type=graph_type)
+
+    def __enter__(self):
+        self.trace = Trace(graph_type=self.graph_type)
+        return super().__enter__()
+
+    def __call__(self, fn):
+        return TraceHandler(self, fn)
+
+    def get_trace(self):
+        """The trace recorded by the last use as a context manager."""
+        return self.trace
+
+    def _postprocess_message(self, msg):
+        if msg["type"] not in ("sample", "param"):
+            return
+        if self.param_only and msg["type"] != "param":
+            return
+        site = dict(msg)
+        site["infer"] = dict(msg["infer"])
+        self.trace.add_node(msg["name"], **site)
+
+
+class TraceHandler:
+    """A traced function: calling it records a trace, ``get_trace`` returns it.
+
+    The trace also holds the call's inputs under ``"_INPUT"`` and the return
+    value under ``"_RETURN"``.
+    """
+
+    def __init__(self, msngr, fn):
+        self.msngr = msngr
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        with self.msngr as m:
+            m.trace.add_node(
+                "_INPUT", **new_message(type="args", name="_INPUT", args=args, kwargs=kwargs)
+            )
+            ret = self.fn(*args, **kwargs)
+            m.trace.add_node("_RETURN", **new_message(type="return", name="_RETURN", value=ret))
+        return ret
+
+    @property
+    def trace(self):
+        return self.msngr.trace
+
+    def get_trace(self, *args, **kwargs):
+        """Run the function and return its :class:`Trace`."""
+        self(*args, **kwargs)
+        return self.msngr.trace

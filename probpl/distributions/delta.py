@@ -3,8 +3,8 @@
 import numbers
 
 import torch
-from torch.distributions import constraints
 
+from . import constraints
 from .torch_distribution import TorchDistribution
 from .util import sum_rightmost
 

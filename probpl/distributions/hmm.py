@@ -6,8 +6,8 @@ sequential depth is ``log2(num_steps)`` rather than ``num_steps``.
 """
 
 import torch
-from torch.distributions import constraints
 
+from . import constraints
 from .torch import Categorical
 from .torch_distribution import TorchDistribution
 from .util import broadcast_shape

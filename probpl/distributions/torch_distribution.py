@@ -9,8 +9,8 @@ for distributions written here.  The wrappers :class:`Independent`,
 """
 
 import torch
-from torch.distributions import constraints
 
+from . import constraints
 from .score_parts import ScoreParts
 from .util import broadcast_shape, scale_and_mask
 

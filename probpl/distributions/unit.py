@@ -3,8 +3,8 @@ and ``ImproperUniform`` (a flat density over a constraint's set).
 """
 
 import torch
-from torch.distributions import constraints
 
+from . import constraints
 from .torch_distribution import TorchDistribution
 from .util import broadcast_shape
 

@@ -33,7 +33,7 @@ from collections import OrderedDict
 import opt_einsum
 import torch
 
-from probpl.ops.contract_plan import Factor, build_plan, run_plan
+from probpl.ops.einsum.engine import Factor, Program, run
 
 __all__ = [
     "Factor",
@@ -109,39 +109,145 @@ def _partition(terms, sum_dims):
     return result
 
 
+class _Plan:
+    """A cached :class:`~probpl.ops.einsum.engine.Program` for one tree structure."""
+
+    def __init__(self, program, outputs, plate_sizes):
+        self.program = program
+        self.outputs = outputs  # list of (register, ordinal, dims, multiplier)
+        self.plate_sizes = plate_sizes
+
+
+def _leaf_key(ordinal):
+    return (len(ordinal), tuple(sorted(ordinal)))
+
+
+def _build_plan(spec, sum_dims, plate_sizes, ring):
+    """Plan the contraction of ``spec``: a list of (ordinal, [(dims, shape)])."""
+    input_dims, ordinals, sizes = [], [], dict(plate_sizes)
+    for ordinal, terms in spec:
+        for dims, shape in terms:
+            for d, n in zip(dims, shape):
+                if sizes.setdefault(d, n) != n:
+                    raise ValueError(
+                        f"dim {d!r} has size {n} in one factor and {sizes[d]} in another"
+                    )
+                if d not in sum_dims and d not in ordinal:
+                    raise ValueError(
+                        f"factor with dims {dims!r} and shape {tuple(shape)} has a dim {d!r} "
+                        f"that is neither enumerated nor one of its plates {sorted(ordinal)}"
+                    )
+            input_dims.append(dims)
+            ordinals.append(ordinal)
+    program = Program(input_dims, sizes, ring)
+    terms = [Factor(None, dims) for dims in input_dims]
+    outputs = []
+    for idx, dims in _partition(terms, sum_dims):
+        tree = OrderedDict()
+        for i in idx:
+            tree.setdefault(ordinals[i], []).append(i)
+        for ordinal, reg in _plan_component(program, tree, dims):
+            dims_out = program.dims[reg]
+            multiplier = 1
+            for p in ordinal:
+                if p not in dims_out:
+                    multiplier *= _plate_size(sizes, p)
+            outputs.append((reg, ordinal, dims_out, multiplier))
+    return _Plan(program, outputs, {p: n for p, n in sizes.items() if p not in sum_dims})
+
+
+def _plate_size(sizes, p):
+    try:
+        return sizes[p]
+    except KeyError:
+        raise ValueError(
+            f"plate {p!r} appears in an ordinal but in no factor's tensor; pass its size in "
+            "plate_sizes"
+        ) from None
+
+
+def _plan_component(program, tree, sum_dims):
+    """Plan variable elimination for one connected component; innermost plates first."""
+    dims_of = program.dims
+    dim_ordinal = {}
+    for ordinal, regs in tree.items():
+        for r in regs:
+            for d in dims_of[r]:
+                if d in sum_dims:
+                    dim_ordinal[d] = dim_ordinal.get(d, ordinal) & ordinal
+    dims_at = {}
+    for d, ordinal in dim_ordinal.items():
+        dims_at.setdefault(ordinal, set()).add(d)
+    root = frozenset.intersection(*tree)
+    while any(dims_at.values()):
+        leaf = max(tree, key=_leaf_key)
+        regs = tree.pop(leaf)
+        leaf_dims = dims_at.pop(leaf, set())
+        terms = [Factor(None, dims_of[r]) for r in regs]
+        for idx, dims in _partition(terms, leaf_dims):
+            reg = program.sumproduct([regs[i] for i in idx], dims, leaf)
+            parent = leaf
+            if leaf != root:
+                pending = [d for d in dims_of[reg] if d in sum_dims and d not in dims]
+                if pending:
+                    parent = frozenset().union(*(dim_ordinal[d] for d in pending))
+                    if parent == leaf:
+                        raise ValueError(
+                            "expected tree-structured plates, but variables "
+                            f"{sorted(pending)} from independent plates "
+                            f"{sorted(leaf)} meet in one factor; make one of those plates "
+                            "sequential (at a cost exponential in its size)"
+                        )
+                    multiplier = 1
+                    for p in leaf - parent:
+                        if p not in dims_of[reg]:
+                            multiplier *= _plate_size(program.sizes, p)
+                    reg = program.plate(reg, leaf - parent, multiplier)
+            tree.setdefault(parent, []).append(reg)
+    return [(ordinal, reg) for ordinal, regs in tree.items() for reg in regs]
+
+
 _PLAN_CACHE = {}
 _PLAN_CACHE_SIZE = 256
 
 
 def _get_plan(tensor_tree, sum_dims, plate_sizes, ring):
-    ordinals = list(tensor_tree)
     key = (
         ring,
         frozenset(sum_dims),
         tuple(sorted(plate_sizes.items())) if plate_sizes else (),
         tuple(
-            (t, tuple((term.dims, term.tensor.shape) for term in tensor_tree[t]))
-            for t in ordinals
+            (t, tuple((term.dims, term.tensor.shape) for term in terms))
+            for t, terms in tensor_tree.items()
         ),
     )
     plan = _PLAN_CACHE.get(key)
     if plan is None:
         if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
             _PLAN_CACHE.clear()
-        plan = build_plan(
-            [(t, [(term.dims, tuple(term.tensor.shape)) for term in tensor_tree[t]])
-             for t in ordinals],
-            frozenset(sum_dims),
-            dict(plate_sizes or {}),
-            ring,
-            _partition,
-        )
+        spec = [(t, [(term.dims, tuple(term.tensor.shape)) for term in terms])
+                for t, terms in tensor_tree.items()]
+        plan = _build_plan(spec, frozenset(sum_dims), dict(plate_sizes or {}), ring)
         _PLAN_CACHE[key] = plan
     return plan
 
 
 def _flatten(tensor_tree):
     return [term.tensor for terms in tensor_tree.values() for term in terms]
+
+
+def _run(plan, tensors, total=False, records=None):
+    regs = run(plan.program, tensors, records)
+    if not total:
+        return [regs[reg] for reg, _, _, _ in plan.outputs]
+    result = None
+    for reg, _, dims, multiplier in plan.outputs:
+        t = regs[reg]
+        t = t.sum() if dims else t
+        if multiplier != 1:
+            t = t * multiplier
+        result = t if result is None else result + t
+    return result
 
 
 def contract_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, ring="log"):
@@ -155,15 +261,15 @@ def contract_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, ring="log"):
     :param str ring: ``"log"`` (log-sum-exp; marginal likelihood) or ``"max"``
         (max-sum; MAP value).
     :returns: an ordinal -> list of :class:`Factor` dict of the contracted
-        terms, each at the smallest ordinal its dependencies allow.
+        terms, each at the smallest ordinal its dependencies allow; a term may
+        lack plate dims of its ordinal along which it is constant.
     :raises ValueError: when plates are not tree-structured with respect to
         the variables (a variable shared by factors in two independent plates
         that are otherwise connected).
     """
     plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
-    outputs = run_plan(plan, _flatten(tensor_tree))
     result = OrderedDict()
-    for (ordinal, dims), tensor in zip(plan.outputs, outputs):
+    for (_, ordinal, dims, _), tensor in zip(plan.outputs, _run(plan, _flatten(tensor_tree))):
         result.setdefault(ordinal, []).append(Factor(tensor, dims))
     return result
 
@@ -176,7 +282,7 @@ def contract_to_tensor(tensor_tree, sum_dims, plate_sizes=None, ring="log"):
     largest unnormalised joint value.
     """
     plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
-    return run_plan(plan, _flatten(tensor_tree), total=True)
+    return _run(plan, _flatten(tensor_tree), total=True)
 
 
 def sample_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, temperature=1, generator=None):
@@ -199,7 +305,7 @@ def sample_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, temperature=1, g
     plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
     records = []
     with torch.no_grad():
-        log_z = run_plan(plan, _flatten(tensor_tree), total=True, records=records)
+        log_z = _run(plan, _flatten(tensor_tree), total=True, records=records)
         samples = _backward_sample(records, dict(plan.plate_sizes), temperature, generator)
     return samples, log_z
 
@@ -212,7 +318,6 @@ def _align(tensor, dims, target, sizes=None):
     perm = [dims.index(d) for d in target if d in dims]
     if perm != list(range(len(perm))):
         tensor = tensor.permute(perm)
-    shape = [tensor.shape[dims.index(d) if False else 0] for d in ()]  # placeholder
     shape = []
     it = iter(tensor.shape)
     for d in target:

@@ -22,6 +22,7 @@ References
    Accelerated Probabilistic Programming in NumPyro", arXiv:1912.11554 (iterative NUTS).
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -143,10 +144,11 @@ def nuts_step(state, potential_and_grad, max_tree_depth=10, max_delta_energy=100
     :param float max_delta_energy: an energy error above this marks a divergence.
     :returns: ``(state, info)``.
     """
+    if state.z.shape[0] == 1:
+        return _nuts_single(state, potential_and_grad, max_tree_depth, max_delta_energy)
     z, pe, grad = state.z, state.potential_energy, state.z_grad
     inv = state.inverse_mass_matrix
-    num_chains = z.shape[0]
-    frozen_needed = num_chains > 1
+    frozen_needed = True
     r = sample_momentum(state)
     energy0 = pe + kinetic_energy(r, inv)
     zl, rl, gl = z, r, grad
@@ -230,3 +232,104 @@ def nuts_step(state, potential_and_grad, max_tree_depth=10, max_delta_energy=100
     new = state._replace(z=zp, potential_energy=pep, z_grad=gp)
     info = HMCInfo(accept_prob, diverging, num_steps.long(), depth)
     return new, info
+
+
+def _leapfrog_float(z, r, grad, step, inv, potential_and_grad):
+    r = torch.add(r, grad, alpha=-0.5 * step)
+    if inv.dim() == r.dim():
+        z = torch.addcmul(z, inv, r, value=step)
+    else:
+        z = torch.add(z, velocity(r, inv), alpha=step)
+    pe, grad = potential_and_grad(z)
+    r = torch.add(r, grad, alpha=-0.5 * step)
+    return z, r, grad, pe
+
+
+def _nuts_single(state, potential_and_grad, max_tree_depth, max_delta_energy):
+    # One chain: the scalar bookkeeping (energies, weights, decisions) runs on Python floats,
+    # which costs far less than a dozen tiny tensor ops per leaf; the draws of the random
+    # numbers are the same in kind as in the batched path.
+    z, pe, grad = state.z, state.potential_energy, state.z_grad
+    inv = state.inverse_mass_matrix
+    r = sample_momentum(state)
+    energy0 = float(pe) + float(kinetic_energy(r, inv))
+    eps = float(state.step_size)
+    zl, rl, gl = z, r, grad
+    zr, rr, gr = z, r, grad
+    zp, pep, gp = z, pe, grad
+    log_w = 0.0
+    r_sum = r
+    diverging = False
+    depth = 0
+    sum_accept = 0.0
+    num_steps = 0
+    for d in range(max_tree_depth):
+        num_leaves = 1 << d
+        u = torch.rand(num_leaves + 2, dtype=z.dtype, device=z.device).tolist()
+        go_right = u[-1] < 0.5
+        step = eps if go_right else -eps
+        zc, rc, gc = (zr, rr, gr) if go_right else (zl, rl, gl)
+        depth = d + 1
+        sub_log_w = -math.inf
+        sz, spe, sg = zc, pe, gc
+        sub_r_sum = None
+        ckpt_r = [None] * (d + 1)
+        ckpt_sum = [None] * (d + 1)
+        valid = True
+        for n in range(num_leaves):
+            zc, rc, gc, pec = _leapfrog_float(zc, rc, gc, step, inv, potential_and_grad)
+            delta = float(pec) + float(kinetic_energy(rc, inv)) - energy0
+            if delta != delta:
+                delta = math.inf
+            num_steps += 1
+            sum_accept += 1.0 if delta <= 0.0 else math.exp(-delta)
+            new_log_w = _logaddexp(sub_log_w, -delta)
+            if u[n] < math.exp(-delta - new_log_w) if new_log_w > -math.inf else False:
+                sz, spe, sg = zc, pec, gc
+            sub_log_w = new_log_w
+            sub_r_sum = rc if n == 0 else sub_r_sum + rc
+            if delta > max_delta_energy:
+                diverging = True
+                valid = False
+                break
+            if n % 2 == 0:
+                k = bin(n).count("1")
+                ckpt_r[k], ckpt_sum[k] = rc, sub_r_sum
+            else:
+                for j in range(1, _trailing_ones(n) + 1):
+                    k = bin(n + 1 - (1 << j)).count("1")
+                    span = sub_r_sum - ckpt_sum[k] + ckpt_r[k]
+                    if bool(_is_turning(inv, ckpt_r[k], rc, span)):
+                        valid = False
+                        break
+                if not valid:
+                    break
+        if not valid:
+            break
+        if go_right:
+            zr, rr, gr = zc, rc, gc
+        else:
+            zl, rl, gl = zc, rc, gc
+        if sub_log_w - log_w >= 0.0 or u[-2] < math.exp(sub_log_w - log_w):
+            zp, pep, gp = sz, spe, sg
+        log_w = _logaddexp(log_w, sub_log_w)
+        r_sum = r_sum + sub_r_sum
+        if bool(_is_turning(inv, rl, rr, r_sum)):
+            break
+    like = state.potential_energy
+    new = state._replace(z=zp, potential_energy=pep, z_grad=gp)
+    info = HMCInfo(
+        like.new_full((1,), sum_accept / max(num_steps, 1)),
+        torch.full((1,), diverging, dtype=torch.bool, device=like.device),
+        torch.full((1,), num_steps, dtype=torch.long, device=like.device),
+        torch.full((1,), depth, dtype=torch.long, device=like.device),
+    )
+    return new, info
+
+
+def _logaddexp(a, b):
+    if a < b:
+        a, b = b, a
+    if a == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))

@@ -1,0 +1,142 @@
+"""``Trace_ELBO``: the standard Monte Carlo ELBO with reparameterised and
+score-function gradients.
+
+For a reparameterised guide site the gradient flows through its value. For
+any other site the surrogate adds ``log q(z) * stop_grad(learning signal)``,
+where the learning signal keeps only the log-density terms that can depend on
+the site: terms in other slices of a vectorised plate it sits in are dropped,
+which keeps the estimator unbiased and lowers its variance.
+"""
+
+import torch
+
+from probpl.distributions.util import is_identically_zero
+from probpl.infer.elbo import ELBO, get_importance_trace
+
+
+def _site_terms(model_trace, guide_trace):
+    """``(log_prob, plate dims)`` for every term of log p - log q."""
+    terms = []
+    for tr, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        for site in tr.nodes.values():
+            if site["type"] != "sample" or site["infer"].get("_subsample"):
+                continue
+            if sign < 0 and site["is_observed"]:
+                continue
+            dims = frozenset(f.dim for f in site["cond_indep_stack"] if f.dim is not None)
+            terms.append((sign * site["log_prob"], dims))
+    return terms
+
+
+def _sum_to(x, keep):
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        return x
+    reduce = [d for d in range(-x.dim(), 0) if d not in keep]
+    return x.sum(reduce, keepdim=True) if reduce else x
+
+
+def learning_signal(terms, site):
+    """The detached sum of ``terms`` that may depend on ``site``."""
+    keep = frozenset(f.dim for f in site["cond_indep_stack"] if f.dim is not None)
+    total = 0.0
+    for lp, dims in terms:
+        total = total + _sum_to(lp.detach(), keep & dims)
+    return total
+
+
+def enumerated_guide_error(guide_trace):
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel":
+            raise ValueError(
+                f"guide site '{name}' is marked for parallel enumeration, which Trace_ELBO "
+                "cannot sum out; use TraceEnum_ELBO, or remove infer={'enumerate': ...}"
+            )
+
+
+class Trace_ELBO(ELBO):
+    """The evidence lower bound estimated from guide samples.
+
+    Example::
+
+        >>> import torch, probpl
+        >>> import probpl.distributions as dist
+        >>> from probpl.infer import Trace_ELBO
+        >>> def model():
+        ...     probpl.sample("x", dist.Normal(0., 1.))
+        >>> def guide():
+        ...     probpl.sample("x", dist.Normal(0., 1.))
+        >>> Trace_ELBO().loss(model, guide)
+        0.0
+    """
+
+    def _get_trace(self, model, guide, args, kwargs):
+        model_trace, guide_trace = get_importance_trace(
+            "flat", self.max_plate_nesting, model, guide, args, kwargs
+        )
+        enumerated_guide_error(guide_trace)
+        return model_trace, guide_trace
+
+    def _particle(self, model_trace, guide_trace):
+        """``(elbo, surrogate_elbo)`` of one trace pair."""
+        elbo = 0.0
+        surrogate = 0.0
+        for site in model_trace.nodes.values():
+            if site["type"] == "sample" and not site["infer"].get("_subsample"):
+                elbo = elbo + site["log_prob_sum"]
+        surrogate = elbo
+        terms = None
+        for site in guide_trace.nodes.values():
+            if site["type"] != "sample" or site["is_observed"] or site["infer"].get("_subsample"):
+                continue
+            log_prob, score_function, entropy_term = site["score_parts"]
+            elbo = elbo - site["log_prob_sum"]
+            if not is_identically_zero(entropy_term):
+                surrogate = surrogate - entropy_term.sum()
+            if not is_identically_zero(score_function):
+                if terms is None:
+                    terms = _site_terms(model_trace, guide_trace)
+                signal = learning_signal(terms, site)
+                surrogate = surrogate + (score_function * signal).sum()
+        return elbo, surrogate
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """The negative ELBO as a differentiable tensor (reparameterised sites only
+        give correct gradients; use ``loss_and_grads`` with score-function sites)."""
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            elbo, _ = self._particle(model_trace, guide_trace)
+            loss = loss - elbo * self._particle_weight
+        return loss
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        return float(loss)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss = 0.0
+        surrogate_loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            elbo, surrogate = self._particle(model_trace, guide_trace)
+            loss = loss - elbo.detach() * self._particle_weight
+            surrogate_loss = surrogate_loss - surrogate * self._particle_weight
+            last = (model_trace, guide_trace)
+        if isinstance(surrogate_loss, torch.Tensor) and surrogate_loss.requires_grad:
+            surrogate_loss.backward(retain_graph=self.retain_graph)
+        loss = float(loss)
+        if loss != loss or loss in (float("inf"), float("-inf")):
+            raise_nonfinite(loss, *last)
+        return loss
+
+
+def raise_nonfinite(loss, model_trace, guide_trace):
+    """Name the first site whose log-density is not finite."""
+    for label, tr in (("guide", guide_trace), ("model", model_trace)):
+        for name, site in tr.nodes.items():
+            lp = site.get("log_prob")
+            if isinstance(lp, torch.Tensor) and not bool(torch.isfinite(lp).all()):
+                raise ValueError(
+                    f"loss is {loss}: {label} site '{name}' has a log-density that is not finite "
+                    f"(value shape {tuple(site['value'].shape)}); check its parameters and support"
+                )
+    raise ValueError(f"loss is {loss}, but every site's log-density is finite")

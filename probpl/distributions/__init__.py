@@ -9,8 +9,20 @@ This package never imports the effect-handler stack.
 from torch.distributions import Distribution
 
 from . import constraints, kl, transforms
+from .conjugate import BetaBinomial, DirichletMultinomial, GammaPoisson
 from .delta import Delta
+from .empirical import Empirical
+from .folded import FoldedDistribution
+from .hmm import DiscreteHMM
 from .kl import kl_divergence, register_kl
+from .laplace import AsymmetricLaplace, SoftLaplace
+from .lkj import LKJ
+from .log_normal_negative_binomial import LogNormalNegativeBinomial
+from .mixture import MaskedMixture, MixtureOfDiagNormals
+from .multivariate_studentt import MultivariateStudentT
+from .ordered_logistic import OrderedLogistic
+from .projected_normal import ProjectedNormal
+from .rejector import Rejector
 from .score_parts import ScoreParts
 from .torch import *  # noqa: F401,F403
 from .torch import __all__ as _torch_all
@@ -22,9 +34,38 @@ from .torch_distribution import (
     TorchDistributionMixin,
 )
 from .transforms import biject_to, transform_to
+from .truncated_normal import TruncatedNormal
+from .unit import ImproperUniform, Unit
 from .util import enable_validation, is_validation_enabled
+from .zero_inflated import (
+    ZeroInflatedDistribution,
+    ZeroInflatedNegativeBinomial,
+    ZeroInflatedPoisson,
+)
 
 __all__ = [
+    "AsymmetricLaplace",
+    "BetaBinomial",
+    "DirichletMultinomial",
+    "DiscreteHMM",
+    "Empirical",
+    "FoldedDistribution",
+    "GammaPoisson",
+    "ImproperUniform",
+    "LKJ",
+    "LogNormalNegativeBinomial",
+    "MaskedMixture",
+    "MixtureOfDiagNormals",
+    "MultivariateStudentT",
+    "OrderedLogistic",
+    "ProjectedNormal",
+    "Rejector",
+    "SoftLaplace",
+    "TruncatedNormal",
+    "Unit",
+    "ZeroInflatedDistribution",
+    "ZeroInflatedNegativeBinomial",
+    "ZeroInflatedPoisson",
     "Delta",
     "Distribution",
     "ExpandedDistribution",

@@ -67,9 +67,35 @@ def _wrap(torch_cls):
     return cls
 
 
+class GeneralizedPareto(torch.distributions.GeneralizedPareto, TorchDistributionMixin):
+    """``torch.distributions.GeneralizedPareto``, with its zero-concentration test
+    made to follow the parameters' dtype so float64 works.
+    """
+
+    def _safe_concentration(self):
+        conc = self.concentration
+        eq_zero = torch.isclose(conc, torch.zeros_like(conc))
+        return eq_zero, torch.where(eq_zero, torch.ones_like(conc), conc)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        z = self._z(value)
+        eq_zero, conc = self._safe_concentration()
+        nonzero = (1 / conc + 1) * torch.log1p(conc * z)
+        return -self.scale.log() - torch.where(eq_zero, z, nonzero)
+
+    def log_survival_function(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        z = self._z(value)
+        eq_zero, conc = self._safe_concentration()
+        return torch.where(eq_zero, -z, -torch.log1p(conc * z) / conc)
+
+
 def _generate():
     for name in list(__all__):
-        if name == "Independent":
+        if name in globals():  # written out by hand above
             continue
         torch_cls = getattr(torch.distributions, name, None)
         if torch_cls is None:  # an older torch without this distribution
@@ -79,4 +105,3 @@ def _generate():
 
 
 _generate()
-globals()["Independent"] = Independent

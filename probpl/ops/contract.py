@@ -125,6 +125,7 @@ def _leaf_key(ordinal):
 def _build_plan(spec, sum_dims, plate_sizes, ring):
     """Plan the contraction of ``spec``: a list of (ordinal, [(dims, shape)])."""
     input_dims, ordinals, sizes = [], [], dict(plate_sizes)
+    all_plates = frozenset().union(*(ordinal for ordinal, _ in spec))
     for ordinal, terms in spec:
         for dims, shape in terms:
             for d, n in zip(dims, shape):
@@ -132,10 +133,10 @@ def _build_plan(spec, sum_dims, plate_sizes, ring):
                     raise ValueError(
                         f"dim {d!r} has size {n} in one factor and {sizes[d]} in another"
                     )
-                if d not in sum_dims and d not in ordinal:
+                if d not in sum_dims and d in all_plates and d not in ordinal:
                     raise ValueError(
                         f"factor with dims {dims!r} and shape {tuple(shape)} has a dim {d!r} "
-                        f"that is neither enumerated nor one of its plates {sorted(ordinal)}"
+                        f"from a plate outside its ordinal {sorted(ordinal)}"
                     )
             input_dims.append(dims)
             ordinals.append(ordinal)
@@ -260,6 +261,9 @@ def contract_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, ring="log"):
         which a factor is constant (missing from its tensor).
     :param str ring: ``"log"`` (log-sum-exp; marginal likelihood) or ``"max"``
         (max-sum; MAP value).
+    Dims that are neither in ``sum_dims`` nor plates of any ordinal are kept
+    as batch dims of the results.
+
     :returns: an ordinal -> list of :class:`Factor` dict of the contracted
         terms, each at the smallest ordinal its dependencies allow; a term may
         lack plate dims of its ordinal along which it is constant.

@@ -237,7 +237,25 @@ def test_non_tree_plates_error():
         contract_to_tensor(tree, {"b", "c"})
 
 
-def test_unknown_dim_error():
-    tree = OrderedDict([(frozenset(), [Factor(torch.randn(2, 3), "ai")])])
-    with pytest.raises(ValueError, match="neither enumerated nor one of its plates"):
+def test_plate_outside_ordinal_error():
+    tree = OrderedDict(
+        [
+            (frozenset(), [Factor(torch.randn(2, 3), "ai")]),
+            (frozenset("i"), [Factor(torch.randn(3), "i")]),
+        ]
+    )
+    with pytest.raises(ValueError, match="outside its ordinal"):
         contract_to_tensor(tree, {"a"})
+
+
+def test_batch_dims_are_kept():
+    x = torch.randn(2, 3, dtype=torch.float64)
+    y = torch.randn(3, 4, dtype=torch.float64)
+    tree = OrderedDict([(frozenset(), [Factor(x, "ga"), Factor(y, "ai")])])
+    with pytest.raises(ValueError):
+        contract_tensor_tree(OrderedDict([(frozenset("i"), [Factor(x, "ga")]),
+                                          (frozenset(), [Factor(y, "ai")])]), {"a"})
+    tree = OrderedDict([(frozenset("i"), [Factor(x, "ga"), Factor(y, "ai")])])
+    (term,) = contract_tensor_tree(tree, {"a"})[frozenset("i")]
+    assert term.dims == "gi"
+    assert torch.allclose(term.tensor, (x.unsqueeze(-1) + y).logsumexp(1))

@@ -23,7 +23,7 @@ class ParamStoreDict:
         self._params = {}  # name -> unconstrained leaf tensor
         self._constraints = {}  # name -> constraint
         self._event_dims = {}
-        self._param_to_name = weakref.WeakKeyDictionary()
+        self._param_to_name = {}  # id(unconstrained tensor) -> name
 
     # ----- dict interface (constrained values) -----
 
@@ -31,7 +31,7 @@ class ParamStoreDict:
         self._params.clear()
         self._constraints.clear()
         self._event_dims.clear()
-        self._param_to_name = weakref.WeakKeyDictionary()
+        self._param_to_name = {}  # id(unconstrained tensor) -> name
 
     def __len__(self):
         return len(self._params)
@@ -71,7 +71,7 @@ class ParamStoreDict:
         unconstrained = self._params.pop(name)
         self._constraints.pop(name, None)
         self._event_dims.pop(name, None)
-        self._param_to_name.pop(unconstrained, None)
+        self._param_to_name.pop(id(unconstrained), None)
 
     def _constrain(self, name, unconstrained):
         constraint = self._constraints[name]
@@ -92,10 +92,10 @@ class ParamStoreDict:
         unconstrained.requires_grad_(True)
         old = self._params.get(name)
         if old is not None:
-            self._param_to_name.pop(old, None)
+            self._param_to_name.pop(id(old), None)
         self._params[name] = unconstrained
         self._constraints[name] = constraint
-        self._param_to_name[unconstrained] = name
+        self._param_to_name[id(unconstrained)] = name
 
     # ----- the param statement -----
 
@@ -130,7 +130,9 @@ class ParamStoreDict:
                 raise KeyError(
                     f"param '{name}' does not exist yet and no initial value was given"
                 )
-            self.setdefault(name, init_tensor, constraints.real if constraint is None else constraint)
+            if constraint is None:
+                constraint = constraints.real
+            self.setdefault(name, init_tensor, constraint)
             if event_dim is not None:
                 self._event_dims[name] = event_dim
             return self[name]
@@ -144,7 +146,7 @@ class ParamStoreDict:
 
     def param_name(self, p):
         """The name of an unconstrained parameter tensor, or None."""
-        return self._param_to_name.get(p)
+        return self._param_to_name.get(id(p))
 
     def match(self, name):
         """``{name: constrained value}`` of params whose names fully match the regex."""
@@ -165,7 +167,7 @@ class ParamStoreDict:
             unconstrained = unconstrained.detach().clone().requires_grad_(True)
             self._params[name] = unconstrained
             self._constraints[name] = state["constraints"].get(name, constraints.real)
-            self._param_to_name[unconstrained] = name
+            self._param_to_name[id(unconstrained)] = name
 
     def save(self, filename):
         """Save the store to ``filename`` with ``torch.save``."""

@@ -22,13 +22,15 @@ def test_obs_shape_does_not_broadcast():
         with probpl.plate("data", 100):
             probpl.sample("x", dist.Normal(0.0, 1.0), obs=torch.zeros(50))
 
-    with pytest.raises(ValueError, match=r"site 'x' in plates 'data' \(dim -1, size 100\).*\(50,\)"):
+    match = r"site 'x' in plates 'data' \(dim -1, size 100\).*\(50,\)"
+    with pytest.raises(ValueError, match=match):
         poutine.trace(m).get_trace()
 
 
 def test_obs_event_shape_mismatch():
     def m():
-        probpl.sample("y", dist.MultivariateNormal(torch.zeros(3), torch.eye(3)), obs=torch.zeros(2))
+        mvn = dist.MultivariateNormal(torch.zeros(3), torch.eye(3))
+        probpl.sample("y", mvn, obs=torch.zeros(2))
 
     with pytest.raises(ValueError, match=r"site 'y'.*shape \(2,\).*event_shape \(3,\)"):
         poutine.trace(m).get_trace()

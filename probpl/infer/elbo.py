@@ -5,10 +5,18 @@ traces into a loss. Subclasses implement ``differentiable_loss``/``loss``/
 ``loss_and_grads`` from the per-particle traces that :meth:`ELBO._get_traces`
 yields; particles are drawn one by one or, with ``vectorize_particles``, all at
 once along an extra plate to the left of the model's plates.
+
+Checks that cost more than the step itself (model/guide agreement, site
+shapes, distribution arguments and supports) run on the first step for each
+new model, guide and argument shapes, and are skipped afterwards: a model's
+structure does not change between steps with same-shaped inputs, and a value
+that drifts out of support still surfaces as a non-finite loss, which is
+reported with the offending site.
 """
 
 import math
 import warnings
+from contextlib import contextmanager
 
 import torch
 
@@ -53,6 +61,38 @@ class ELBO:
         self.jit_options = jit_options
         self.retain_graph = retain_graph
         self.tail_adaptive_beta = tail_adaptive_beta
+        self._user_max_plate_nesting = max_plate_nesting
+        self._validated = set()
+
+    # ----- validation scope -----
+
+    @contextmanager
+    def _validation_scope(self, model, guide, args, kwargs):
+        """Validate on the first run per (model, guide, argument shapes) only."""
+        if not util._VALIDATION_ENABLED:
+            yield False
+            return
+        key = (id(model), id(guide), _shape_signature(args), _shape_signature(kwargs))
+        if key not in self._validated:
+            yield True
+            self._validated.add(key)
+            return
+        old_torch = torch.distributions.Distribution._validate_args
+        util._VALIDATION_ENABLED = False
+        torch.distributions.Distribution._validate_args = False
+        try:
+            yield False
+        finally:
+            util._VALIDATION_ENABLED = True
+            torch.distributions.Distribution._validate_args = old_torch
+
+    def _infer_plate_nesting(self, model_trace, guide_trace):
+        """Adopt the nesting seen in the first traces when the user gave none, so
+        that later shape checks catch batch dims left of every plate."""
+        if self._user_max_plate_nesting == float("inf") and not self.vectorize_particles:
+            nesting = max(plate_nesting(model_trace), plate_nesting(guide_trace))
+            check_site_shapes(model_trace, nesting)
+            check_site_shapes(guide_trace, nesting)
 
     # ----- traces -----
 
@@ -90,10 +130,16 @@ class ELBO:
     def _get_traces(self, model, guide, args, kwargs):
         """Yield ``(model_trace, guide_trace)`` for each particle."""
         if self.vectorize_particles:
-            yield self._get_vectorized_trace(model, guide, args, kwargs)
+            pair = self._get_vectorized_trace(model, guide, args, kwargs)
+            if util._VALIDATION_ENABLED:
+                self._infer_plate_nesting(*pair)
+            yield pair
         else:
             for _ in range(self.num_particles):
-                yield self._get_trace(model, guide, args, kwargs)
+                pair = self._get_trace(model, guide, args, kwargs)
+                if util._VALIDATION_ENABLED:
+                    self._infer_plate_nesting(*pair)
+                yield pair
 
     @property
     def _particle_weight(self):
@@ -115,6 +161,18 @@ class ELBO:
         """Estimate the negative ELBO, backpropagate its surrogate into the
         parameters' ``.grad``, and return the estimate as a float."""
         raise NotImplementedError
+
+
+def _shape_signature(obj):
+    if isinstance(obj, torch.Tensor):
+        return (tuple(obj.shape), obj.dtype, obj.device)
+    if isinstance(obj, (tuple, list)):
+        return tuple(_shape_signature(x) for x in obj)
+    if isinstance(obj, dict):
+        return tuple((k, _shape_signature(v)) for k, v in obj.items())
+    if isinstance(obj, (int, float, str, bool, type(None))):
+        return obj
+    return id(obj)
 
 
 def plate_nesting(tr):

@@ -8,6 +8,8 @@ the site: terms in other slices of a vectorised plate it sits in are dropped,
 which keeps the estimator unbiased and lowers its variance.
 """
 
+import math
+
 import torch
 
 from probpl.distributions.util import is_identically_zero
@@ -48,9 +50,16 @@ def enumerated_guide_error(guide_trace):
     for name, site in guide_trace.nodes.items():
         if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel":
             raise ValueError(
-                f"guide site '{name}' is marked for parallel enumeration, which Trace_ELBO "
+                f"guide site '{name}' is marked for parallel enumeration, which this ELBO "
                 "cannot sum out; use TraceEnum_ELBO, or remove infer={'enumerate': ...}"
             )
+
+
+def is_latent(site):
+    """A guide or model site drawn (not observed), excluding plate subsample indices."""
+    return site["type"] == "sample" and not site["is_observed"] and not site["infer"].get(
+        "_subsample"
+    )
 
 
 class Trace_ELBO(ELBO):
@@ -79,14 +88,13 @@ class Trace_ELBO(ELBO):
     def _particle(self, model_trace, guide_trace):
         """``(elbo, surrogate_elbo)`` of one trace pair."""
         elbo = 0.0
-        surrogate = 0.0
         for site in model_trace.nodes.values():
             if site["type"] == "sample" and not site["infer"].get("_subsample"):
                 elbo = elbo + site["log_prob_sum"]
         surrogate = elbo
         terms = None
         for site in guide_trace.nodes.values():
-            if site["type"] != "sample" or site["is_observed"] or site["infer"].get("_subsample"):
+            if not is_latent(site):
                 continue
             log_prob, score_function, entropy_term = site["score_parts"]
             elbo = elbo - site["log_prob_sum"]
@@ -99,34 +107,51 @@ class Trace_ELBO(ELBO):
                 surrogate = surrogate + (score_function * signal).sum()
         return elbo, surrogate
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
-        """The negative ELBO as a differentiable tensor (reparameterised sites only
-        give correct gradients; use ``loss_and_grads`` with score-function sites)."""
+    def _loss_and_surrogate(self, model, guide, args, kwargs):
         loss = 0.0
+        surrogate_loss = 0.0
+        last = None
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            elbo, _ = self._particle(model_trace, guide_trace)
+            elbo, surrogate = self._particle(model_trace, guide_trace)
             loss = loss - elbo * self._particle_weight
+            surrogate_loss = surrogate_loss - surrogate * self._particle_weight
+            last = (model_trace, guide_trace)
+        return loss, surrogate_loss, last
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """The negative ELBO as a tensor whose gradient is the surrogate's (so
+        score-function sites get unbiased gradients too)."""
+        with self._validation_scope(model, guide, args, kwargs):
+            loss, surrogate_loss, _ = self._loss_and_surrogate(model, guide, args, kwargs)
+        if isinstance(surrogate_loss, torch.Tensor) and surrogate_loss.requires_grad:
+            loss = loss.detach() + (surrogate_loss - surrogate_loss.detach())
         return loss
 
     def loss(self, model, guide, *args, **kwargs):
-        with torch.no_grad():
-            loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        return float(loss)
+        with torch.no_grad(), self._validation_scope(model, guide, args, kwargs):
+            loss, _, last = self._loss_and_surrogate(model, guide, args, kwargs)
+        return check_finite(_to_float(loss), last)
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        loss = 0.0
-        surrogate_loss = 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            elbo, surrogate = self._particle(model_trace, guide_trace)
-            loss = loss - elbo.detach() * self._particle_weight
-            surrogate_loss = surrogate_loss - surrogate * self._particle_weight
-            last = (model_trace, guide_trace)
+        with self._validation_scope(model, guide, args, kwargs):
+            loss, surrogate_loss, last = self._loss_and_surrogate(model, guide, args, kwargs)
+        loss = check_finite(_to_float(loss), last)
         if isinstance(surrogate_loss, torch.Tensor) and surrogate_loss.requires_grad:
             surrogate_loss.backward(retain_graph=self.retain_graph)
-        loss = float(loss)
-        if loss != loss or loss in (float("inf"), float("-inf")):
-            raise_nonfinite(loss, *last)
         return loss
+
+
+def _to_float(x):
+    return x.detach().item() if isinstance(x, torch.Tensor) else float(x)
+
+
+def check_finite(loss, last_traces):
+    """Return ``loss`` if finite; otherwise raise naming the first bad site."""
+    if math.isfinite(loss):
+        return loss
+    if last_traces is None:
+        raise ValueError(f"loss is {loss}")
+    raise_nonfinite(loss, *last_traces)
 
 
 def raise_nonfinite(loss, model_trace, guide_trace):
@@ -135,8 +160,10 @@ def raise_nonfinite(loss, model_trace, guide_trace):
         for name, site in tr.nodes.items():
             lp = site.get("log_prob")
             if isinstance(lp, torch.Tensor) and not bool(torch.isfinite(lp).all()):
+                value = site["value"]
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else "()"
                 raise ValueError(
                     f"loss is {loss}: {label} site '{name}' has a log-density that is not finite "
-                    f"(value shape {tuple(site['value'].shape)}); check its parameters and support"
+                    f"(value shape {shape}); check its parameters and support"
                 )
     raise ValueError(f"loss is {loss}, but every site's log-density is finite")

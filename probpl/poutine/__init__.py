@@ -14,8 +14,8 @@ from probpl.poutine.handlers import (
     infer_config,
     lift,
     mask,
-    replay,
     reparam,
+    replay,
     scale,
     seed,
     substitute,
@@ -28,8 +28,8 @@ from probpl.poutine.markov_messenger import MarkovMessenger, markov
 from probpl.poutine.messenger import Messenger
 from probpl.poutine.plate_messenger import PlateMessenger
 from probpl.poutine.queue import queue
-from probpl.poutine.replay_messenger import ReplayMessenger
 from probpl.poutine.reparam_messenger import ReparamMessenger
+from probpl.poutine.replay_messenger import ReplayMessenger
 from probpl.poutine.scale_messenger import MaskMessenger, ScaleMessenger
 from probpl.poutine.seed_messenger import SeedMessenger
 from probpl.poutine.substitute_messenger import SubstituteMessenger

@@ -179,11 +179,11 @@ def enum(fn=None, first_available_dim=None):
 
         >>> import torch, probpl
         >>> import probpl.distributions as dist
-        >>> from probpl import poutine
+        >>> from probpl.poutine.enum_messenger import enum
         >>> def model():
         ...     return probpl.sample("z", dist.Categorical(torch.ones(3)),
         ...                          infer={"enumerate": "parallel"})
-        >>> poutine.enum(model, first_available_dim=-1)()
+        >>> enum(model, first_available_dim=-1)()
         tensor([0, 1, 2])
     """
     msngr = EnumMessenger(first_available_dim=first_available_dim)

@@ -9,8 +9,8 @@ from probpl.poutine.escape_messenger import EscapeMessenger
 from probpl.poutine.infer_config_messenger import InferConfigMessenger
 from probpl.poutine.lift_messenger import LiftMessenger
 from probpl.poutine.markov_messenger import MarkovMessenger, markov
-from probpl.poutine.replay_messenger import ReplayMessenger
 from probpl.poutine.reparam_messenger import ReparamMessenger
+from probpl.poutine.replay_messenger import ReplayMessenger
 from probpl.poutine.scale_messenger import MaskMessenger, ScaleMessenger
 from probpl.poutine.seed_messenger import SeedMessenger
 from probpl.poutine.substitute_messenger import SubstituteMessenger

@@ -101,7 +101,9 @@ class PlateMessenger(Messenger):
     def _draw_indices(self):
         if self._given_subsample is not None:
             sub = self._given_subsample
-            return sub if isinstance(sub, torch.Tensor) else torch.as_tensor(sub, device=self.device)
+            if not isinstance(sub, torch.Tensor):
+                sub = torch.as_tensor(sub, device=self.device)
+            return sub
         if self.subsample_size == self.size:
             # No randomness: no need to send a message.
             return torch.arange(self.size, device=self.device)
@@ -143,7 +145,9 @@ class PlateMessenger(Messenger):
 
     @property
     def frame(self):
-        return CondIndepStackFrame(self.name, self.dim, self.subsample_size, self.counter, self.size)
+        return CondIndepStackFrame(
+            self.name, self.dim, self.subsample_size, self.counter, self.size
+        )
 
     def _process_message(self, msg):
         msg["cond_indep_stack"] = (self.frame,) + msg["cond_indep_stack"]

@@ -131,7 +131,8 @@ class Trace:
         try:
             return site["fn"].log_prob(site["value"])
         except (ValueError, RuntimeError) as e:
-            raise ValueError(f"Error computing log_prob at {_describe_site(name, site)}: {e}") from e
+            where = _describe_site(name, site)
+            raise ValueError(f"Error computing log_prob at {where}: {e}") from e
 
     def compute_log_prob(self, site_filter=lambda name, site: True):
         """Store ``log_prob`` (scaled and masked, batch-shaped), ``unscaled_log_prob``

@@ -18,6 +18,12 @@ from torch.distributions.transforms import (
 from torch.distributions.transforms import __all__ as _torch_all
 
 from .. import constraints
+from .affine_flows import (
+    AffineAutoregressive,
+    AffineCoupling,
+    affine_autoregressive,
+    affine_coupling,
+)
 from .basic import (
     CholeskyTransform,
     CorrMatrixCholeskyTransform,
@@ -26,6 +32,9 @@ from .basic import (
     SoftplusLowerCholeskyTransform,
     UnitLowerCholeskyTransform,
 )
+from .batchnorm_permute import BatchNorm, Permute
+from .planar_radial import Planar, Radial
+from .spline import Spline
 from .torch_transform import ComposeTransformModule, TransformModule
 
 
@@ -53,6 +62,15 @@ transform_to.register(
 transform_to.register(type(constraints.sphere), lambda c: Normalize())
 
 __all__ = list(_torch_all) + [
+    "AffineAutoregressive",
+    "AffineCoupling",
+    "BatchNorm",
+    "Permute",
+    "Planar",
+    "Radial",
+    "Spline",
+    "affine_autoregressive",
+    "affine_coupling",
     "CholeskyTransform",
     "ComposeTransformModule",
     "CorrMatrixCholeskyTransform",

@@ -173,10 +173,12 @@ def _compiled(flat_potential, z_example):
     from torch.fx.experimental.proxy_tensor import make_fx
 
     value_and_grad = torch.func.vmap(torch.func.grad_and_value(flat_potential))
-    with torch.enable_grad():
-        graph = make_fx(value_and_grad)(z_example)
+    # TorchScript runs the traced ATen graph without Python overhead per op; its tracing and
+    # deprecation warnings concern this internal use only
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore")
+        with torch.enable_grad():
+            graph = make_fx(value_and_grad)(z_example)
         traced = torch.jit.trace(graph, (z_example,), check_trace=False)
 
     def potential_and_grad(z):

@@ -1,0 +1,8 @@
+"""Markov chain Monte Carlo: HMC, NUTS, a random-walk kernel and the MCMC driver."""
+
+from probpl.infer.mcmc.api import MCMC
+from probpl.infer.mcmc.hmc import HMC
+from probpl.infer.mcmc.mcmc_kernel import MCMCKernel
+from probpl.infer.mcmc.nuts import NUTS
+
+__all__ = ["HMC", "MCMC", "MCMCKernel", "NUTS"]

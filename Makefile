@@ -10,7 +10,7 @@ STAMP := .venv/.probpl-installed
 endif
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONHASHSEED=0
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow test-bench lint bench tutorials clean
 
 install: $(STAMP)
 
@@ -32,8 +32,14 @@ test: lint
 test-slow: install
 	$(TEST_ENV) $(PY) -m pytest -q -m slow
 
+test-bench: install
+	$(TEST_ENV) $(PY) -m pytest -q -m bench
+
 bench: install
 	$(TEST_ENV) $(PY) benchmarks/run_all.py
+
+tutorials: install
+	$(TEST_ENV) $(PY) tutorial/run_all.py --write
 
 clean:
 	rm -rf .venv build dist *.egg-info .pytest_cache .ruff_cache

@@ -24,6 +24,7 @@ from .ordered_logistic import OrderedLogistic
 from .projected_normal import ProjectedNormal
 from .rejector import Rejector
 from .score_parts import ScoreParts
+from .stable import Stable
 from .torch import *  # noqa: F401,F403
 from .torch import __all__ as _torch_all
 from .torch_distribution import (
@@ -61,6 +62,7 @@ __all__ = [
     "ProjectedNormal",
     "Rejector",
     "SoftLaplace",
+    "Stable",
     "TruncatedNormal",
     "Unit",
     "ZeroInflatedDistribution",

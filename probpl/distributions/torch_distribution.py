@@ -271,9 +271,13 @@ def _expansion_plan(old_shape, new_shape):
         size-1 dims of ``old_shape`` that grow (``dim`` negative, batch-relative).
     :raises ValueError: if ``old_shape`` cannot broadcast to ``new_shape``.
     """
-    if len(new_shape) < len(old_shape) or broadcast_shape(old_shape, new_shape) != tuple(
-        new_shape
-    ):
+    try:
+        ok = len(new_shape) >= len(old_shape) and broadcast_shape(old_shape, new_shape) == tuple(
+            new_shape
+        )
+    except ValueError:
+        ok = False
+    if not ok:
         raise ValueError(
             f"cannot expand a distribution with batch_shape {tuple(old_shape)} "
             f"to batch_shape {tuple(new_shape)}"

@@ -19,7 +19,7 @@ import functools
 
 import torch
 
-from probpl.infer.enum import trace_factors
+from probpl.infer.enum import compute_log_probs, trace_factors
 from probpl.ops.contract import sample_tensor_tree
 from probpl.poutine.enum_messenger import EnumMessenger
 from probpl.poutine.handlers import block, trace
@@ -135,7 +135,7 @@ def infer_discrete(fn=None, first_available_dim=None, temperature=1, *,
             first = -1 - _max_plate_nesting(fn, args, kwargs)
         with block(), EnumMessenger(first_available_dim=first):
             enum_trace = trace(fn).get_trace(*args, **kwargs)
-        enum_trace.compute_log_prob()
+        compute_log_probs(enum_trace)
         parts = trace_factors(enum_trace)
         values = {}
         if parts["enum_sites"]:

@@ -72,6 +72,39 @@ def config_enumerate(fn=None, default="parallel", expand=False, num_samples=None
     return infer_config(fn, config_fn)
 
 
+def _site_log_prob(name, site):
+    fn, value, infer = site["fn"], site["value"], site["infer"]
+    if infer.get("_enum_support") is value:
+        # The value is arange(K) along the enumeration dim: log_prob is the logits
+        # with their last dim moved there.
+        logits = fn.logits
+        dim = infer["_enumerate_dim"]
+        batch = logits.dim() - 1
+        if -dim > batch:
+            lp = logits.movedim(-1, 0)
+            return lp.reshape(lp.shape[:1] + (1,) * (-1 - dim - batch) + lp.shape[1:])
+        return logits.transpose(dim - 1, -1).squeeze(-1)
+    try:
+        return fn.log_prob(value)
+    except (ValueError, RuntimeError) as e:
+        shape = tuple(getattr(value, "shape", ()))
+        raise ValueError(
+            f"Error computing log_prob at sample site '{name}' (batch_shape "
+            f"{tuple(fn.batch_shape)}, value shape {shape}): {e}"
+        ) from e
+
+
+def compute_log_probs(tr):
+    """Store ``log_prob`` (scaled, masked) and ``unscaled_log_prob`` on the sample
+    sites of a trace recorded under enumeration, cheaply for enumerated sites."""
+    for name, site in tr.nodes.items():
+        if site["type"] != "sample" or "log_prob" in site or site["infer"].get("_subsample"):
+            continue
+        lp = _site_log_prob(name, site)
+        site["unscaled_log_prob"] = lp
+        site["log_prob"] = scale_and_mask(lp, site["scale"], site["mask"])
+
+
 class Symbols:
     """Stable one-character names for plates (by name) and enumeration ids."""
 
@@ -211,7 +244,7 @@ def log_density_sum_enumerated(model_trace):
     """The log joint density of a trace with its enumerated sites summed out.
 
     :param Trace model_trace: recorded under an ``EnumMessenger``, with
-        ``compute_log_prob()`` already run.
+        :func:`compute_log_probs` (or ``Trace.compute_log_prob``) already run.
     :returns: a scalar tensor, differentiable in the continuous values.
     """
     parts = trace_factors(model_trace)
@@ -263,5 +296,5 @@ def enumerated_log_density(model, model_args=(), model_kwargs=None, params=None,
                 f"enumerated_log_density: latent site '{name}' is neither in params nor "
                 "enumerated; pass its value or mark it infer={'enumerate': 'parallel'}"
             )
-    tr.compute_log_prob()
+    compute_log_probs(tr)
     return log_density_sum_enumerated(tr), tr

@@ -1,10 +1,30 @@
-"""``SVI``: stochastic variational inference, one optimizer step at a time."""
+"""``SVI``: stochastic variational inference, one optimizer step at a time.
+
+A step asks the loss for its value and gradients, then lets the optimizer
+update exactly the parameters that the model and guide touched during that
+step (found by listening for param sites, not by scanning the store).
+"""
 
 import torch
 from tqdm.auto import tqdm
 
 from probpl.params import _PYRO_PARAM_STORE
-from probpl.poutine.trace_messenger import TraceMessenger
+from probpl.poutine.messenger import Messenger
+
+
+class _ParamCapture(Messenger):
+    """Remembers the names of param sites, in order of first use."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = {}
+
+    def _process_message(self, msg):
+        pass
+
+    def _postprocess_message(self, msg):
+        if msg["type"] == "param":
+            self.names[msg["name"]] = None
 
 
 class SVI:
@@ -13,7 +33,9 @@ class SVI:
     :param model: the model, a callable.
     :param guide: the guide (variational family), a callable.
     :param optim: a :mod:`probpl.optim` optimizer.
-    :param loss: an ELBO instance, e.g. ``Trace_ELBO()``.
+    :param loss: an ELBO instance, e.g. ``Trace_ELBO()``, or a callable
+        ``loss(model, guide, *args, **kwargs)`` returning a differentiable tensor.
+    :param loss_and_grads: optional callable overriding ``loss.loss_and_grads``.
 
     Example::
 
@@ -21,55 +43,68 @@ class SVI:
         >>> import probpl.distributions as dist
         >>> from probpl.infer import SVI, Trace_ELBO
         >>> from probpl.optim import Adam
+        >>> probpl.set_rng_seed(0)
         >>> def model(x):
         ...     m = probpl.sample("m", dist.Normal(0., 10.))
         ...     with probpl.plate("data", len(x)):
         ...         probpl.sample("x", dist.Normal(m, 1.), obs=x)
         >>> def guide(x):
-        ...     probpl.sample("m", dist.Normal(probpl.param("loc", torch.tensor(0.)), 1.))
-        >>> svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
-        >>> losses = svi.run(300, torch.ones(10) * 3., progress_bar=False)
-        >>> abs(probpl.param("loc").item() - 3.) < 0.5
+        ...     probpl.sample("m", dist.Normal(probpl.param("loc", torch.tensor(0.)), 0.3))
+        >>> svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO())
+        >>> losses = svi.run(500, torch.ones(10) * 3., progress_bar=False)
+        >>> abs(probpl.param("loc").item() - 3.) < 0.3
         True
     """
 
-    def __init__(self, model, guide, optim, loss, loss_and_grads=None, **kwargs):
+    def __init__(self, model, guide, optim, loss, loss_and_grads=None, num_samples=0,
+                 num_steps=0, **kwargs):
+        if isinstance(loss, type):
+            raise TypeError(f"SVI: pass an ELBO instance, e.g. {loss.__name__}(), not the class")
+        if not callable(optim):
+            raise TypeError(
+                f"SVI: optim must be a probpl.optim optimizer (e.g. probpl.optim.Adam({{'lr': "
+                f"0.01}})), got {type(optim).__name__}"
+            )
         self.model = model
         self.guide = guide
         self.optim = optim
-        if isinstance(loss, type):
-            raise TypeError("SVI: pass an ELBO instance, e.g. Trace_ELBO(), not the class")
         self.loss = loss
         if loss_and_grads is None:
             loss_and_grads = getattr(loss, "loss_and_grads", None)
         if loss_and_grads is None:
+            if not callable(loss):
+                raise TypeError(f"SVI: loss must be an ELBO or a callable, got {type(loss)}")
+
             def loss_and_grads(model, guide, *args, **kwargs):
                 value = loss(model, guide, *args, **kwargs)
                 value.backward()
-                return float(value)
+                return value.detach().item()
+
         self.loss_and_grads = loss_and_grads
         self._loss_fn = getattr(loss, "loss", loss)
 
     def evaluate_loss(self, *args, **kwargs):
-        """The loss without taking a step."""
+        """The loss without taking a step (no gradients are computed)."""
         with torch.no_grad():
-            return float(self._loss_fn(self.model, self.guide, *args, **kwargs))
+            value = self._loss_fn(self.model, self.guide, *args, **kwargs)
+        return value.item() if isinstance(value, torch.Tensor) else float(value)
 
     def step(self, *args, **kwargs):
         """One gradient step; returns the loss as a float."""
-        with TraceMessenger(param_only=True) as capture:
+        with _ParamCapture() as capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
         store = _PYRO_PARAM_STORE._params
-        params = [store[name] for name in capture.trace.nodes if name in store]
+        params = [store[name] for name in capture.names if name in store]
         self.optim(params)
         for p in params:
             p.grad = None
-        return loss
+        return loss.item() if isinstance(loss, torch.Tensor) else loss
 
     def run(self, num_steps, *args, progress_bar=True, **kwargs):
         """Take ``num_steps`` steps and return the list of losses.
 
-        :param bool progress_bar: show a tqdm bar with the running loss.
+        :param bool progress_bar: show a tqdm bar with the running loss (it
+            draws no random numbers, so results do not depend on it).
         """
         losses = []
         with tqdm(total=num_steps, disable=not progress_bar, desc="SVI") as bar:

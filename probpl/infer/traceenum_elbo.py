@@ -26,6 +26,7 @@ import probpl.util as util
 from probpl.infer.elbo import ELBO, PARTICLE_PLATE, check_model_guide_match
 from probpl.infer.enum import (
     Symbols,
+    compute_log_probs,
     pack_site,
     site_ordinal_and_dims,
     trace_factors,
@@ -95,8 +96,8 @@ class TraceEnum_ELBO(ELBO):
             model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         if util._VALIDATION_ENABLED:
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
-        model_trace.compute_log_prob()
-        guide_trace.compute_log_prob()
+        compute_log_probs(model_trace)
+        compute_log_probs(guide_trace)
         if util._VALIDATION_ENABLED:
             self._check_plates(model_trace, guide_trace)
         return model_trace, guide_trace
@@ -198,7 +199,7 @@ class TraceEnum_ELBO(ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         if isinstance(loss, torch.Tensor) and loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
-        value = float(loss)
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         if not math.isfinite(value):
             raise ValueError(
                 f"TraceEnum_ELBO loss is {value}: some enumerated value or observation has zero "

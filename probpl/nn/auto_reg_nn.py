@@ -95,9 +95,13 @@ class ConditionalAutoRegressiveNN(nn.Module):
         self.layers = nn.ModuleList(
             MaskedLinear(sizes[i], sizes[i + 1], masks[i]) for i in range(len(masks))
         )
+        if not skip_connections:
+            skip[:, context_dim:] = 0
+        # The context also feeds the outputs directly, so even the first output
+        # in the order (which sees no inputs) can depend on it.
         self.skip_layer = (
             MaskedLinear(input_dim + context_dim, sizes[-1], skip, bias=False)
-            if skip_connections
+            if skip_connections or context_dim
             else None
         )
         self.f = nn.ReLU() if nonlinearity is None else nonlinearity

@@ -16,7 +16,7 @@ and module and param store share the same tensors, so SVI updates the module.
 
 import functools
 from collections import OrderedDict
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 
@@ -115,13 +115,13 @@ def _share_with_store(fullname, owner, attr, unconstrained, constraint, event_di
         store._constraints[fullname] = constraint
         if event_dim is not None:
             store._event_dims[fullname] = event_dim
-        store._param_to_name[unconstrained] = fullname
+        store._param_to_name[id(unconstrained)] = fullname
         return
     if not isinstance(stored, torch.nn.Parameter):
-        store._param_to_name.pop(stored, None)
+        store._param_to_name.pop(id(stored), None)
         stored = torch.nn.Parameter(stored.detach())
         store._params[fullname] = stored
-        store._param_to_name[stored] = fullname
+        store._param_to_name[id(stored)] = fullname
     owner._parameters[attr] = stored
 
 
@@ -348,9 +348,9 @@ class PyroModule(torch.nn.Module, metaclass=_PyroModuleMeta):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # children unpickled on their own have their own context; share the root's again
-        if not self._pyro_name or "." not in self._pyro_name:
-            self._pyro_set_supermodule(self._pyro_name, self._pyro_context)
+        # Children are unpickled before their parent, each with a fresh context; the
+        # parent, restored last, hands its context down again.
+        self._pyro_set_supermodule(self._pyro_name, self._pyro_context)
 
 
 def pyro_method(fn):
@@ -420,7 +420,3 @@ __all__ = [
     "PyroModule", "PyroModuleList", "PyroParam", "PyroSample", "clear", "pyro_method",
     "to_pyro_module_",
 ]
-
-
-def _unused(*_: Any):  # pragma: no cover
-    pass

@@ -2,57 +2,177 @@
 
 Parameters are discovered while inference runs, so the wrapped optimizer is
 created lazily and grows as new parameters appear. One torch optimizer serves
-all parameters (per-parameter options become param groups), which keeps the
-per-step cost to a single fused update.
+all parameters (per-parameter options become param groups, parameters with
+equal options share a group), and it uses the fused or ``foreach`` update where
+torch offers one, which keeps the per-step cost to a few kernel calls instead
+of one Python-level update per parameter.
+
+State is saved per parameter *name*, so a checkpoint restores into a fresh
+process whose parameters are created in any order: state for a parameter that
+does not exist yet waits until the parameter first appears.
 """
 
+import inspect
+
 import torch
+
+_MODULE_SEP = "$$$"
+_SCHEDULER_KEY = "__lr_scheduler__"
+
+
+def _fast_update_option(constructor, options, params):
+    """``{"fused": True}`` or ``{"foreach": True}`` when the constructor accepts it,
+    the user chose neither, and the parameters allow it."""
+    if "fused" in options or "foreach" in options or not isinstance(constructor, type):
+        return {}
+    try:
+        accepted = inspect.signature(constructor.__init__).parameters
+    except (TypeError, ValueError):
+        return {}
+    floating = all(p.is_floating_point() for p in params)
+    devices = {p.device.type for p in params}
+    if "fused" in accepted and floating and devices <= {"cpu", "cuda"} and not options.get(
+        "differentiable", False
+    ):
+        return {"fused": True}
+    if "foreach" in accepted:
+        return {"foreach": True}
+    return {}
+
+
+def _state_to_param(state, param, options):
+    """Saved per-parameter state moved onto ``param``'s device; ``step`` counters
+    stay on the CPU unless the update runs on the device (fused or capturable)."""
+    on_device = options.get("fused") or options.get("capturable")
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and (k != "step" or on_device):
+            v = v.to(param.device)
+        out[k] = v
+    return out
+
+
+def _split_name(name):
+    if name is not None and _MODULE_SEP in name:
+        module, param = name.split(_MODULE_SEP, 1)
+        return module, param
+    return name, name
 
 
 class PyroOptim:
     """Wrap a ``torch.optim.Optimizer`` class.
 
     :param optim_constructor: e.g. ``torch.optim.Adam``.
-    :param optim_args: a dict of keyword arguments, or a callable
-        ``(param_name, param) -> dict`` giving per-parameter options.
-    :param clip_args: optional ``{"clip_norm": ...}`` or ``{"clip_value": ...}``
-        applied to gradients before each step.
+    :param optim_args: a dict of keyword arguments, or a callable giving
+        per-parameter options: ``fn(param_name) -> dict`` (module parameters
+        named ``module.path``), or ``fn(module_name, param_name) -> dict``.
+    :param clip_args: ``{"clip_norm": ...}`` and/or ``{"clip_value": ...}``, or a
+        callable ``(module_name, param_name) -> dict``; applied to each parameter's
+        gradient separately before each step.
+
+    Example::
+
+        >>> import torch
+        >>> from probpl.optim import Adam
+        >>> optim = Adam(lambda name: {"lr": 0.1 if name.startswith("loc") else 0.01})
     """
 
     def __init__(self, optim_constructor, optim_args=None, clip_args=None):
+        optim_args = {} if optim_args is None else optim_args
+        clip_args = {} if clip_args is None else clip_args
+        if not (callable(optim_args) or isinstance(optim_args, dict)):
+            raise TypeError(f"optim_args must be a dict or a callable, got {type(optim_args)}")
+        if not (callable(clip_args) or isinstance(clip_args, dict)):
+            raise TypeError(f"clip_args must be a dict or a callable, got {type(clip_args)}")
+        if isinstance(clip_args, dict):
+            unknown = set(clip_args) - {"clip_norm", "clip_value"}
+            if unknown:
+                raise ValueError(f"clip_args: unknown keys {sorted(unknown)}; expected "
+                                 "'clip_norm' and/or 'clip_value'")
         self.pt_optim_constructor = optim_constructor
-        self.optim_args = {} if optim_args is None else optim_args
-        self.clip_args = clip_args or {}
+        self.pt_optim_args = optim_args
+        self.pt_clip_args = clip_args
+        self._optim_argc = (
+            len(inspect.signature(optim_args).parameters) if callable(optim_args) else 0
+        )
         self.optim = None
         self._params = {}  # id -> param already handed to the torch optimizer
-        self._pending_state = None
+        self._clip = {}  # id -> clip options of that param (empty: none)
+        self._any_clip = False
+        self._pending = {}  # name -> saved state of a param not seen yet
+        self._pending_scheduler = None
+
+    # ----- options -----
+
+    @staticmethod
+    def _name(param):
+        from probpl.params import _PYRO_PARAM_STORE
+
+        return _PYRO_PARAM_STORE.param_name(param)
 
     def _options(self, param):
-        if callable(self.optim_args):
-            from probpl.params import _PYRO_PARAM_STORE
+        args = self.pt_optim_args
+        if not callable(args):
+            return dict(args)
+        name = self._name(param)
+        if self._optim_argc == 1:
+            opts = args(None if name is None else name.replace(_MODULE_SEP, "."))
+        else:
+            opts = args(*_split_name(name))
+        if not isinstance(opts, dict):
+            raise TypeError(
+                f"per-parameter optim_args for '{name}' must return a dict, got {type(opts)}"
+            )
+        return dict(opts)
 
-            return dict(self.optim_args(_PYRO_PARAM_STORE.param_name(param), param))
-        return dict(self.optim_args)
+    def _clip_options(self, param):
+        args = self.pt_clip_args
+        if not callable(args):
+            return args
+        opts = args(*_split_name(self._name(param)))
+        if not isinstance(opts, dict):
+            raise TypeError(f"per-parameter clip_args must return a dict, got {type(opts)}")
+        return opts
+
+    # ----- growing the optimizer -----
 
     def _register(self, params):
         new = [p for p in params if id(p) not in self._params]
         if not new:
             return
+        groups = []  # [(options, [params], [(param, saved state)])]
         for p in new:
             self._params[id(p)] = p
-        if self.optim is None:
-            if callable(self.optim_args):
-                groups = [{"params": [p], **self._options(p)} for p in new]
-                self.optim = self.pt_optim_constructor(groups)
+            clip = self._clip_options(p)
+            self._clip[id(p)] = clip
+            self._any_clip = self._any_clip or bool(clip)
+            saved = self._pending.pop(self._name(p), None) if self._pending else None
+            opts = dict(saved["options"]) if saved is not None else self._options(p)
+            for g in groups:
+                if g[0] == opts:
+                    g[1].append(p)
+                    break
             else:
-                self.optim = self.pt_optim_constructor(new, **self._options(new[0]))
-            if self._pending_state is not None:
-                self._load_pending()
-        elif callable(self.optim_args):
-            for p in new:
-                self.optim.add_param_group({"params": [p], **self._options(p)})
-        else:
-            self.optim.add_param_group({"params": new, **self._options(new[0])})
+                groups.append((opts, [p], []))
+                g = groups[-1]
+            if saved is not None:
+                g[2].append((p, saved["state"]))
+        for opts, ps, states in groups:
+            if self.optim is None:
+                opts = {**_fast_update_option(self.pt_optim_constructor, opts, ps), **opts}
+                self.optim = self._make_optimizer([{"params": ps, **opts}])
+            else:
+                self._add_group({"params": ps, **opts})
+            for p, state in states:
+                self.optim.state[p] = _state_to_param(state, p, opts)
+
+    def _make_optimizer(self, groups):
+        return self.pt_optim_constructor(groups)
+
+    def _add_group(self, group):
+        self.optim.add_param_group(group)
+
+    # ----- stepping -----
 
     def __call__(self, params, *args, **kwargs):
         """Take one step on ``params`` (an iterable of unconstrained tensors)."""
@@ -60,58 +180,65 @@ class PyroOptim:
         if not params:
             return
         self._register(params)
-        if self.clip_args:
-            if "clip_norm" in self.clip_args:
-                torch.nn.utils.clip_grad_norm_(params, self.clip_args["clip_norm"])
-            if "clip_value" in self.clip_args:
-                torch.nn.utils.clip_grad_value_(params, self.clip_args["clip_value"])
+        if self._any_clip:
+            self._clip_grads(params)
         self.optim.step(*args, **kwargs)
 
-    def get_state(self):
-        """Optimizer state keyed by parameter name, portable across processes."""
-        from probpl.params import _PYRO_PARAM_STORE
+    def _clip_grads(self, params):
+        for p in params:
+            clip = self._clip[id(p)]
+            if "clip_norm" in clip:
+                torch.nn.utils.clip_grad_norm_(p, clip["clip_norm"])
+            if "clip_value" in clip:
+                torch.nn.utils.clip_grad_value_(p, clip["clip_value"])
 
+    # ----- checkpointing -----
+
+    def get_state(self):
+        """``{param name: {"state": ..., "options": ...}}`` for every parameter this
+        optimizer has stepped, plus states still waiting for their parameter."""
+        out = {name: saved for name, saved in self._pending.items()}
         if self.optim is None:
-            return {"state": {}, "param_names": []}
-        names = []
+            return out
         for group in self.optim.param_groups:
+            options = {k: v for k, v in group.items() if k != "params"}
             for p in group["params"]:
-                names.append(_PYRO_PARAM_STORE.param_name(p))
-        return {"state": self.optim.state_dict(), "param_names": names}
+                state = self.optim.state.get(p, {})
+                out[self._name(p)] = {
+                    "state": {
+                        k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                        for k, v in state.items()
+                    },
+                    "options": options,
+                }
+        return out
 
     def set_state(self, state):
-        """Restore a :meth:`get_state` snapshot; applied once parameters are known."""
-        self._pending_state = state
+        """Restore a :meth:`get_state` snapshot. Parameters already known take
+        their state now; the others when they first appear."""
+        state = dict(state)
+        scheduler_state = state.pop(_SCHEDULER_KEY, None)
+        self._pending.update(state)
         if self.optim is not None:
-            self._load_pending()
+            known = [p for p in self._params.values() if self._name(p) in self._pending]
+            for p in known:
+                saved = self._pending.pop(self._name(p))
+                for group in self.optim.param_groups:
+                    if any(q is p for q in group["params"]):
+                        group.update(saved["options"])
+                        self.optim.state[p] = _state_to_param(saved["state"], p, group)
+        if scheduler_state is not None:
+            self._set_scheduler_state(scheduler_state)
 
-    def _load_pending(self):
-        from probpl.params import _PYRO_PARAM_STORE
-
-        state = self._pending_state
-        names = state["param_names"]
-        params = [_PYRO_PARAM_STORE._params.get(n) for n in names]
-        if any(p is None for p in params):
-            return
-        self.optim = None
-        self._params = {}
-        groups_state = state["state"]["param_groups"]
-        groups, i = [], 0
-        for g in groups_state:
-            n = len(g["params"])
-            opts = {k: v for k, v in g.items() if k != "params"}
-            groups.append({"params": params[i: i + n], **opts})
-            i += n
-        for p in params:
-            self._params[id(p)] = p
-        self.optim = self.pt_optim_constructor(groups)
-        self.optim.load_state_dict(state["state"])
-        self._pending_state = None
+    def _set_scheduler_state(self, state):
+        pass
 
     def save(self, filename):
+        """Save :meth:`get_state` to ``filename``."""
         torch.save(self.get_state(), filename)
 
     def load(self, filename, map_location=None):
+        """Load a state saved by :meth:`save`."""
         self.set_state(torch.load(filename, map_location=map_location, weights_only=False))
 
 
@@ -123,6 +250,7 @@ def _make_wrapper(torch_cls):
     constructor.__qualname__ = torch_cls.__name__
     constructor.__doc__ = (
         f"``{torch_cls.__name__}`` from ``torch.optim`` over the parameters inference touches.\n\n"
-        ":param optim_args: dict of options, or callable ``(name, param) -> dict``.\n"
+        ":param optim_args: dict of options, or a callable giving per-parameter options.\n"
+        ":param clip_args: optional per-parameter gradient clipping options.\n"
     )
     return constructor

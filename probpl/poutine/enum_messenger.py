@@ -16,7 +16,23 @@ enumeration dims its log-density may depend on, and an enumerated site records
 its own dim under ``infer["_enumerate_dim"]``.
 """
 
+import torch
+
 from probpl.poutine.messenger import Messenger
+
+_SUPPORT_CACHE = {}
+
+
+def _categorical_support(size, dim, device):
+    """``arange(size)`` along ``dim``: shared and never written to."""
+    key = (size, dim, device)
+    value = _SUPPORT_CACHE.get(key)
+    if value is None:
+        if len(_SUPPORT_CACHE) > 1024:
+            _SUPPORT_CACHE.clear()
+        value = torch.arange(size, device=device).reshape((size,) + (1,) * (-1 - dim))
+        _SUPPORT_CACHE[key] = value
+    return value
 
 
 def enumerate_site(msg):
@@ -123,8 +139,28 @@ class EnumMessenger(Messenger):
             return
         if self.first_available_dim is not None:
             self._check_plates(msg)
-        value = enumerate_site(msg)
         fn = msg["fn"]
+        if type(fn).__mro__[1] is torch.distributions.Categorical and not infer.get("expand"):
+            # Plain categorical: the support is a cached arange, and its log_prob is
+            # the logits themselves (see probpl.infer.enum.compute_log_probs).
+            dim, id_ = self._allocate(visible, bool(infer.get("_markov_depth")))
+            batch = fn.batch_shape
+            if len(batch) >= -dim and batch[dim] != 1:
+                raise ValueError(
+                    f"sample site '{msg['name']}': enumeration dim {dim} is already used by its "
+                    f"distribution's batch shape {tuple(batch)}; increase max_plate_nesting or "
+                    "check the markov history"
+                )
+            value = _categorical_support(fn._num_events, dim, fn.logits.device)
+            own = dict(visible)
+            own[dim] = id_
+            infer["_dim_to_id"] = own
+            infer["_enumerate_dim"] = dim
+            infer["_enum_support"] = value
+            msg["value"] = value
+            msg["done"] = True
+            return
+        value = enumerate_site(msg)
         event_dim = len(fn.event_shape)
         dim, id_ = self._allocate(visible, bool(infer.get("_markov_depth")))
         size = value.shape[0]

@@ -4,7 +4,6 @@ support, cdf/icdf and shape rules."""
 import numpy as np
 import pytest
 import torch
-
 from dist_fixtures import FIXTURES
 
 CASES = [(f, i) for f in FIXTURES for i in range(len(f.examples))]

@@ -107,7 +107,8 @@ def test_flow_inverse_round_trip(name):
     torch.testing.assert_close(flow._inverse(y), x, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["iaf", "coupling", "spline", "batchnorm", "iaf_stable"])
+# The element-wise spline is covered by the finer 1-D check below.
+@pytest.mark.parametrize("name", ["iaf", "coupling", "batchnorm", "iaf_stable"])
 def test_flow_density_normalises_2d(name):
     flow = _flows(2)[name]
     base = dist.Normal(torch.zeros(2, dtype=torch.float64), 1.0).to_event(1)

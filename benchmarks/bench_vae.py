@@ -1,0 +1,75 @@
+"""VAE step benchmark: an MLP VAE 784-400-20 on a batch of 256 synthetic binary
+images, Trace_ELBO, Adam; the same model code for probpl and Pyro."""
+
+import argparse
+
+import torch
+from torch import nn
+
+from common import interleave, libraries, print_table, set_threads, time_steps
+
+
+class Encoder(nn.Module):
+    def __init__(self, hidden, z_dim):
+        super().__init__()
+        self.fc = nn.Linear(784, hidden)
+        self.loc = nn.Linear(hidden, z_dim)
+        self.scale = nn.Linear(hidden, z_dim)
+
+    def forward(self, x):
+        h = torch.relu(self.fc(x))
+        return self.loc(h), torch.nn.functional.softplus(self.scale(h)) + 1e-4
+
+
+class Decoder(nn.Module):
+    def __init__(self, hidden, z_dim):
+        super().__init__()
+        self.fc = nn.Linear(z_dim, hidden)
+        self.out = nn.Linear(hidden, 784)
+
+    def forward(self, z):
+        return self.out(torch.relu(self.fc(z)))
+
+
+def build(lib, data, hidden, z_dim):
+    torch.manual_seed(0)
+    lib.clear_param_store()
+    enc, dec = Encoder(hidden, z_dim), Decoder(hidden, z_dim)
+    dist = lib.dist
+
+    def model(x):
+        lib.module("decoder", dec)
+        with lib.plate("data", x.shape[0]):
+            z = lib.sample("z", dist.Normal(x.new_zeros(z_dim), 1.0).to_event(1))
+            lib.sample("x", dist.Bernoulli(logits=dec(z)).to_event(1), obs=x)
+
+    def guide(x):
+        lib.module("encoder", enc)
+        with lib.plate("data", x.shape[0]):
+            loc, scale = enc(x)
+            lib.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    svi = lib.infer.SVI(model, guide, lib.optim.Adam({"lr": 1e-3}), lib.infer.Trace_ELBO())
+    return lambda: svi.step(data)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    set_threads()
+    batch, hidden, z_dim = (16, 32, 4) if args.quick else (256, 400, 20)
+    steps, repeats = (3, 1) if args.quick else (30, 5)
+    data = (torch.rand(batch, 784) < 0.3).float()
+    libs = libraries()
+    workloads = {}
+    for lib in libs:
+        step = build(lib, data, hidden, z_dim)
+        workloads[lib.name] = (lambda s=step: time_steps(s, steps))
+    medians = interleave(workloads, repeats)
+    print_table(f"VAE 784-{hidden}-{z_dim}, batch {batch}: time per SVI step",
+                [("VAE step", {k: 1e3 * v for k, v in medians.items()})], "ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""Numerical kernels with no knowledge of models: tensor contraction for
+enumeration, Welford estimators, dual averaging, integrators, diagnostics."""

@@ -12,9 +12,9 @@ import argparse
 import time
 
 import torch
-
 from bench_vae import build as build_vae
 from common import libraries, print_table, time_steps
+
 from probpl.ops.stats import effective_sample_size
 
 

@@ -4,9 +4,8 @@ images, Trace_ELBO, Adam; the same model code for probpl and Pyro."""
 import argparse
 
 import torch
-from torch import nn
-
 from common import interleave, libraries, print_table, set_threads, time_steps
+from torch import nn
 
 
 class Encoder(nn.Module):

@@ -14,7 +14,6 @@ import torch
 
 import probpl
 
-
 TEST_DEVICE = torch.device(os.environ.get("PROBPL_TEST_DEVICE", "cpu"))
 
 

@@ -66,25 +66,23 @@ class ELBO:
 
     # ----- validation scope -----
 
+    @staticmethod
+    def _validation_key(model, guide, args, kwargs):
+        return (id(model), id(guide), _shape_signature(args), _shape_signature(kwargs))
+
     @contextmanager
     def _validation_scope(self, model, guide, args, kwargs):
         """Validate on the first run per (model, guide, argument shapes) only."""
         if not util._VALIDATION_ENABLED:
             yield False
             return
-        key = (id(model), id(guide), _shape_signature(args), _shape_signature(kwargs))
+        key = self._validation_key(model, guide, args, kwargs)
         if key not in self._validated:
             yield True
             self._validated.add(key)
             return
-        old_torch = torch.distributions.Distribution._validate_args
-        util._VALIDATION_ENABLED = False
-        torch.distributions.Distribution._validate_args = False
-        try:
+        with validation_off():
             yield False
-        finally:
-            util._VALIDATION_ENABLED = True
-            torch.distributions.Distribution._validate_args = old_torch
 
     def _infer_plate_nesting(self, model_trace, guide_trace):
         """Adopt the nesting seen in the first traces when the user gave none, so
@@ -161,6 +159,19 @@ class ELBO:
         """Estimate the negative ELBO, backpropagate its surrogate into the
         parameters' ``.grad``, and return the estimate as a float."""
         raise NotImplementedError
+
+
+@contextmanager
+def validation_off():
+    """Skip probpl's and torch's checks inside the block (cheap: two flags)."""
+    old, old_torch = util._VALIDATION_ENABLED, torch.distributions.Distribution._validate_args
+    util._VALIDATION_ENABLED = False
+    torch.distributions.Distribution._validate_args = False
+    try:
+        yield
+    finally:
+        util._VALIDATION_ENABLED = old
+        torch.distributions.Distribution._validate_args = old_torch
 
 
 def _shape_signature(obj):

@@ -41,7 +41,8 @@ class SVI:
 
         >>> import torch, probpl
         >>> import probpl.distributions as dist
-        >>> from probpl.infer import SVI, Trace_ELBO
+        >>> from probpl.infer.svi import SVI
+        >>> from probpl.infer.trace_elbo import Trace_ELBO
         >>> from probpl.optim import Adam
         >>> probpl.set_rng_seed(0)
         >>> def model(x):

@@ -4,6 +4,7 @@ from probpl.poutine.block_messenger import BlockMessenger
 from probpl.poutine.broadcast_messenger import BroadcastMessenger
 from probpl.poutine.condition_messenger import ConditionMessenger, UnconditionMessenger
 from probpl.poutine.do_messenger import DoMessenger
+from probpl.poutine.enum_messenger import EnumMessenger, enum
 from probpl.poutine.escape_messenger import EscapeMessenger
 from probpl.poutine.handlers import (
     block,
@@ -37,11 +38,11 @@ from probpl.poutine.trace_messenger import TraceHandler, TraceMessenger
 from probpl.poutine.trace_struct import Trace
 
 __all__ = [
-    "BlockMessenger", "BroadcastMessenger", "ConditionMessenger", "DoMessenger",
+    "BlockMessenger", "BroadcastMessenger", "ConditionMessenger", "DoMessenger", "EnumMessenger",
     "EscapeMessenger", "InferConfigMessenger", "LiftMessenger", "MarkovMessenger",
     "MaskMessenger", "Messenger", "PlateMessenger", "ReparamMessenger", "ReplayMessenger",
     "ScaleMessenger", "SeedMessenger", "SubstituteMessenger", "Trace", "TraceHandler",
     "TraceMessenger", "UnconditionMessenger", "block", "broadcast", "condition", "do",
-    "escape", "infer_config", "lift", "markov", "mask", "queue", "replay", "reparam", "scale",
+    "enum", "escape", "infer_config", "lift", "markov", "mask", "queue", "replay", "reparam", "scale",
     "seed", "substitute", "trace", "uncondition",
 ]

@@ -335,3 +335,58 @@ def test_compute_marginals_matches_brute_force():
     assert torch.allclose(a_marginal, expected_a[1], atol=1e-10)
     assert marginals["z"].probs.shape == (2, 3)
     assert torch.allclose(marginals["z"].probs.sum(-1), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.slow
+def test_svi_recovers_gmm_locs():
+    from probpl.infer import SVI
+    from probpl.optim import Adam
+
+    true_locs = torch.tensor([-4.0, 0.0, 4.0])
+    z = torch.randint(0, 3, (600,))
+    data = true_locs[z] + 0.5 * torch.randn(600)
+
+    @config_enumerate
+    def model():
+        locs = probpl.param("locs", torch.tensor([-1.0, 0.1, 1.0]))
+        with probpl.plate("data", len(data)):
+            z = probpl.sample("z", dist.Categorical(torch.ones(3) / 3))
+            probpl.sample("x", dist.Normal(locs[z], 0.5), obs=data)
+
+    svi = SVI(model, empty_guide, Adam({"lr": 0.1}), TraceEnum_ELBO(max_plate_nesting=1))
+    for _ in range(300):
+        svi.step()
+    locs = probpl.param("locs").detach().sort().values
+    # The MLE is within ~0.5/sqrt(200) = 0.035 of the truth per component; allow 0.15.
+    assert torch.allclose(locs, true_locs, atol=0.15)
+
+
+@pytest.mark.slow
+def test_svi_recovers_hmm_emission_locs():
+    from probpl.infer import SVI
+    from probpl.optim import Adam
+
+    true_locs = torch.tensor([-3.0, 3.0])
+    trans = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    T, B = 30, 20
+    x = torch.zeros(B, dtype=torch.long)
+    ys = []
+    for _ in range(T):
+        x = torch.multinomial(trans[x], 1).squeeze(-1)
+        ys.append(true_locs[x] + torch.randn(B))
+    ys = torch.stack(ys)
+
+    def model():
+        locs = probpl.param("locs", torch.tensor([-0.5, 0.5]))
+        with probpl.plate("seqs", B, dim=-1):
+            x = None
+            for t in probpl.markov(range(T)):
+                p = torch.ones(2) / 2 if x is None else trans[x]
+                x = probpl.sample(f"x_{t}", dist.Categorical(p), infer={"enumerate": "parallel"})
+                probpl.sample(f"y_{t}", dist.Normal(locs[x], 1.0), obs=ys[t])
+
+    svi = SVI(model, empty_guide, Adam({"lr": 0.1}), TraceEnum_ELBO(max_plate_nesting=1))
+    for _ in range(150):
+        svi.step()
+    # 600 observations, ~300 per state with unit noise: standard error ~0.06.
+    assert torch.allclose(probpl.param("locs").detach(), true_locs, atol=0.3)

@@ -15,8 +15,9 @@ from contextlib import ExitStack
 
 import torch
 
-from probpl.distributions import Delta, Independent, Normal, TransformedDistribution, constraints
+from probpl.distributions import Delta, constraints
 from probpl.infer.autoguide.initialization import InitMessenger, init_to_feasible, init_to_median
+from probpl.infer.autoguide.normal_site import NormalSite
 from probpl.infer.autoguide.utils import (
     deep_owner,
     deep_setattr,
@@ -246,8 +247,10 @@ class AutoNormal(AutoGuide):
                          PyroParam(init_scale, constraints.softplus_positive, event_dim))
             loc_owner, attr = deep_owner(self.locs, name)
             scale_owner, _ = deep_owner(self.scales, name)
-            identity = None if is_identity(transform) else transform
-            plan.append((name, identity, event_dim, frames, loc_owner, scale_owner, attr))
+            transform = None if is_identity(transform) else transform
+            site_event = (site["fn"].event_shape, site["fn"].support)
+            plan.append((name, transform, event_dim, site_event, frames, loc_owner, scale_owner,
+                         attr))
         self._plan = plan
 
     def forward(self, *args, **kwargs):
@@ -255,18 +258,23 @@ class AutoNormal(AutoGuide):
             self._setup_prototype(*args, **kwargs)
         plates = self._create_plates(*args, **kwargs) if self._prototype_frames else None
         result = {}
-        for name, transform, event_dim, frames, loc_owner, scale_owner, attr in self._plan:
+        for name, transform, event_dim, site_event, frames, loc_owner, scale_owner, attr in (
+            self._plan
+        ):
+            event_shape, support = site_event
             if frames:
                 with ExitStack() as stack:
                     _enter_plates(stack, plates, frames)
                     loc = _subsample(loc_owner._pyro_read_param(attr), frames, plates, event_dim)
                     scale = _subsample(scale_owner._pyro_read_param(attr), frames, plates,
                                        event_dim)
-                    result[name] = sample(name, _site_dist(loc, scale, transform, event_dim))
+                    fn = NormalSite(loc, scale, transform, event_dim, support, event_shape)
+                    result[name] = sample(name, fn)
             else:
                 loc = loc_owner._pyro_read_param(attr)
                 scale = scale_owner._pyro_read_param(attr)
-                result[name] = sample(name, _site_dist(loc, scale, transform, event_dim))
+                fn = NormalSite(loc, scale, transform, event_dim, support, event_shape)
+                result[name] = sample(name, fn)
         return result
 
     def _loc_scale(self, name):
@@ -282,10 +290,9 @@ class AutoNormal(AutoGuide):
         plates, as a dict of distributions on the constrained space."""
         self._ensure_prototype(*args, **kwargs)
         result = {}
-        for name, transform, event_dim, *_ in self._plan:
+        for name, transform, event_dim, (event_shape, support), *_ in self._plan:
             loc, scale = self._loc_scale(name)
-            t = self._transform(name)
-            result[name] = _site_dist(loc, scale, None if transform is None else t, event_dim)
+            result[name] = NormalSite(loc, scale, transform, event_dim, support, event_shape)
         return result
 
     def _ensure_prototype(self, *args, **kwargs):
@@ -311,17 +318,6 @@ class AutoNormal(AutoGuide):
                 z = torch.distributions.Normal(loc, scale).icdf(q)
                 result[name] = self._transform(name)(z).detach()
         return result
-
-
-def _site_dist(loc, scale, transform, event_dim):
-    """Normal(loc, scale) over ``event_dim`` dims, pushed through ``transform``.
-    Built without argument checks: the scale is positive by construction."""
-    d = Normal(loc, scale, validate_args=False)
-    if event_dim:
-        d = Independent(d, event_dim, validate_args=False)
-    if transform is None:
-        return d
-    return TransformedDistribution(d, transform.with_cache(1), validate_args=False)
 
 
 class AutoDelta(AutoGuide):

@@ -1,0 +1,98 @@
+"""The distribution an :class:`~probpl.infer.autoguide.AutoNormal` site draws from:
+a Normal in unconstrained space pushed onto the site's support.
+
+It is one sample site per latent (no auxiliary site), built without argument
+checks or broadcasting (location and scale already share a shape), and it
+remembers the unconstrained draw behind its last sample so the density of that
+sample needs no inverse transform. Any other value is inverted as usual.
+"""
+
+import math
+
+import torch
+
+from probpl.distributions import TorchDistribution
+from probpl.distributions.util import sum_rightmost
+
+_HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+class NormalSite(TorchDistribution):
+    """``transform(Normal(loc, scale))`` with the ``event_dim`` rightmost dims of
+    ``loc`` forming the (unconstrained) event.
+
+    :param torch.Tensor loc: unconstrained location.
+    :param torch.Tensor scale: unconstrained scale, positive, same shape as ``loc``.
+    :param transform: bijection onto the support, or None for the identity.
+    :param int event_dim: event dims of the unconstrained value.
+    :param support: the constrained support (the model site's).
+    :param torch.Size event_shape: the constrained event shape, when known.
+    """
+
+    arg_constraints = {}
+    has_rsample = True
+
+    def __init__(self, loc, scale, transform, event_dim, support, event_shape=None):
+        self.loc = loc
+        self.scale = scale
+        self.transform = transform
+        self._event_dim_u = event_dim
+        self._support = support
+        self._last = None
+        shape = loc.shape
+        batch_shape = shape[: len(shape) - event_dim]
+        if event_shape is None:
+            if transform is not None:
+                shape = transform.forward_shape(shape)
+            event_shape = shape[len(batch_shape):]
+        super().__init__(batch_shape, event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self._support
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        shape = batch_shape + self.loc.shape[len(self.batch_shape):]
+        return NormalSite(self.loc.expand(shape), self.scale.expand(shape), self.transform,
+                          self._event_dim_u, self._support, self.event_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.loc.shape
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        z = self.loc + self.scale * eps
+        y = z if self.transform is None else self.transform(z)
+        self._last = (y, z, eps)
+        return y
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            return self.rsample(sample_shape).detach()
+
+    def log_prob(self, value):
+        last = self._last
+        if last is not None and value is last[0]:
+            _, z, eps = last
+        else:
+            z = value if self.transform is None else self.transform.inv(value)
+            eps = (z - self.loc) / self.scale
+        log_prob = -0.5 * eps.pow(2) - self.scale.log() - _HALF_LOG_TWO_PI
+        log_prob = sum_rightmost(log_prob, self._event_dim_u)
+        if self.transform is None:
+            return log_prob
+        ladj = self.transform.log_abs_det_jacobian(z, value)
+        return log_prob - sum_rightmost(ladj, ladj.dim() - log_prob.dim())
+
+    @property
+    def mean(self):
+        if self.transform is None:
+            return self.loc
+        raise NotImplementedError("NormalSite has no closed-form mean on a constrained support")
+
+    @property
+    def variance(self):
+        if self.transform is None:
+            return self.scale.pow(2)
+        raise NotImplementedError(
+            "NormalSite has no closed-form variance on a constrained support"
+        )

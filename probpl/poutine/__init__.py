@@ -43,6 +43,6 @@ __all__ = [
     "MaskMessenger", "Messenger", "PlateMessenger", "ReparamMessenger", "ReplayMessenger",
     "ScaleMessenger", "SeedMessenger", "SubstituteMessenger", "Trace", "TraceHandler",
     "TraceMessenger", "UnconditionMessenger", "block", "broadcast", "condition", "do",
-    "enum", "escape", "infer_config", "lift", "markov", "mask", "queue", "replay", "reparam", "scale",
-    "seed", "substitute", "trace", "uncondition",
+    "enum", "escape", "infer_config", "lift", "markov", "mask", "queue", "replay", "reparam",
+    "scale", "seed", "substitute", "trace", "uncondition",
 ]

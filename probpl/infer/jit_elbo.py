@@ -21,6 +21,8 @@ draws inside compiled code come from the compiler's own generator, seeded
 from torch's, so runs are reproducible but differ from eager runs.
 """
 
+import warnings
+
 import torch
 
 from probpl.infer.elbo import validation_off
@@ -59,6 +61,10 @@ class _CompiledLossAndGrads:
         key = (id(model), id(guide))
         fn = self._compiled.get(key)
         if fn is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import torch._inductor.compile_fx  # noqa: F401
+
             def terms(args, kwargs):
                 loss, surrogate, _ = self._loss_and_surrogate(model, guide, args, kwargs)
                 return loss, surrogate
@@ -76,7 +82,9 @@ class _CompiledLossAndGrads:
             self._validated.add(key)
             return loss
         fn = self._compile(model, guide)
-        with block_messengers(lambda h: True), validation_off():
+        with block_messengers(lambda h: True), validation_off(), warnings.catch_warnings():
+            # The compiler's own imports raise deprecation warnings on first use.
+            warnings.simplefilter("ignore", DeprecationWarning)
             loss, surrogate = fn(args, kwargs)
         # Announce the parameters to handlers outside (SVI updates what it sees).
         for name in names:

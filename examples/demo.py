@@ -14,7 +14,7 @@ import torch
 
 import probpl
 import probpl.distributions as dist
-from probpl.infer import MCMC, NUTS, SVI, Trace_ELBO
+from probpl.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from probpl.infer.autoguide import AutoNormal
 from probpl.optim import Adam
 
@@ -43,9 +43,8 @@ def fit_svi(x, y, num_steps=1500):
     elapsed = time.perf_counter() - start
     print(f"SVI (AutoNormal): {num_steps} steps in {elapsed:.2f} s "
           f"({1e3 * elapsed / num_steps:.2f} ms/step), final loss {losses[-1]:.1f}")
-    with torch.no_grad():
-        draws = [guide(x) for _ in range(2000)]
-    return {k: torch.stack([d[k] for d in draws]) for k in TRUTH}
+    predictive = Predictive(model, guide=guide, num_samples=2000, return_sites=list(TRUTH))
+    return predictive(x)
 
 
 def fit_nuts(x, y):

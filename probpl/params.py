@@ -13,7 +13,16 @@ from contextlib import contextmanager
 import torch
 
 from probpl.distributions import constraints
-from probpl.distributions.transforms import biject_to
+from probpl.distributions.transforms import biject_to, transform_to
+
+
+def _bijection(constraint):
+    """``biject_to(constraint)``, or ``transform_to`` where no bijection is registered
+    (e.g. lower-Cholesky factors), as parameters only need a map onto the set."""
+    try:
+        return biject_to(constraint)
+    except NotImplementedError:
+        return transform_to(constraint)
 
 
 class ParamStoreDict:
@@ -77,7 +86,7 @@ class ParamStoreDict:
         constraint = self._constraints[name]
         if constraint is constraints.real:
             return unconstrained
-        value = biject_to(constraint)(unconstrained)
+        value = _bijection(constraint)(unconstrained)
         value.unconstrained = weakref.ref(unconstrained)
         return value
 
@@ -87,7 +96,7 @@ class ParamStoreDict:
                 # Keep the caller's tensor (e.g. an nn.Module's Parameter) so both share it.
                 unconstrained = constrained_value
             else:
-                unconstrained = biject_to(constraint).inv(constrained_value).detach().clone()
+                unconstrained = _bijection(constraint).inv(constrained_value).detach().clone()
                 unconstrained = unconstrained.contiguous()
         unconstrained.requires_grad_(True)
         old = self._params.get(name)
@@ -143,6 +152,19 @@ class ParamStoreDict:
                 "the param store"
             )
         return self[name]
+
+    def adopt(self, name, unconstrained, constraint=constraints.real, event_dim=None):
+        """Store an existing unconstrained leaf tensor (e.g. a module's Parameter)
+        under ``name`` without copying it, replacing any previous entry."""
+        unconstrained.requires_grad_(True)
+        old = self._params.get(name)
+        if old is not None:
+            self._param_to_name.pop(id(old), None)
+        self._params[name] = unconstrained
+        self._constraints[name] = constraint
+        if event_dim is not None:
+            self._event_dims[name] = event_dim
+        self._param_to_name[id(unconstrained)] = name
 
     def param_name(self, p):
         """The name of an unconstrained parameter tensor, or None."""

@@ -7,7 +7,6 @@ A cell that raises fails the test with the cell's traceback.
 """
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,11 @@ NOTEBOOKS = sorted(TUTORIAL.glob("*.ipynb"))
 CELL_TIMEOUT = 300
 
 pytestmark = [
-    # jupyter_client and jupyter_core warn about their own deprecations and
-    # platform paths when a kernel starts; they say nothing about probpl.
+    # Some jupyter_client/jupyter_core releases warn about their own deprecations
+    # (datetime.utcnow on Python 3.12, the platformdirs path migration) while a
+    # kernel starts; they say nothing about probpl or the notebooks.
     pytest.mark.filterwarnings("ignore::DeprecationWarning:jupyter_client"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:jupyter_core"),
     pytest.mark.filterwarnings("ignore:Jupyter is migrating its paths:DeprecationWarning"),
-    # zmq's asyncio integration warns about the Proactor loop on Windows only.
-    pytest.mark.filterwarnings("ignore::RuntimeWarning:zmq"),
 ]
 
 
@@ -50,10 +47,7 @@ def test_tutorial_runs(path):
         nb, timeout=CELL_TIMEOUT, kernel_name="python3",
         resources={"metadata": {"path": str(TUTORIAL)}},
     )
-    start = time.perf_counter()
     try:
         client.execute(env=_kernel_env(), cwd=str(TUTORIAL))
     except nbclient.exceptions.CellExecutionError as e:
         pytest.fail(f"{path.name} raised in smoke mode:\n{e}", pytrace=False)
-    elapsed = time.perf_counter() - start
-    assert elapsed < CELL_TIMEOUT, f"{path.name} took {elapsed:.0f}s in smoke mode"

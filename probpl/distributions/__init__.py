@@ -13,6 +13,7 @@ from .conjugate import BetaBinomial, DirichletMultinomial, GammaPoisson
 from .delta import Delta
 from .empirical import Empirical
 from .folded import FoldedDistribution
+from .gaussian_hmm import GaussianHMM
 from .hmm import DiscreteHMM
 from .kl import kl_divergence, register_kl
 from .laplace import AsymmetricLaplace, SoftLaplace
@@ -24,6 +25,7 @@ from .ordered_logistic import OrderedLogistic
 from .projected_normal import ProjectedNormal
 from .rejector import Rejector
 from .score_parts import ScoreParts
+from .sine_bivariate_von_mises import SineBivariateVonMises
 from .stable import Stable
 from .torch import *  # noqa: F401,F403
 from .torch import __all__ as _torch_all
@@ -52,6 +54,7 @@ __all__ = [
     "Empirical",
     "FoldedDistribution",
     "GammaPoisson",
+    "GaussianHMM",
     "ImproperUniform",
     "LKJ",
     "LogNormalNegativeBinomial",
@@ -61,6 +64,7 @@ __all__ = [
     "OrderedLogistic",
     "ProjectedNormal",
     "Rejector",
+    "SineBivariateVonMises",
     "SoftLaplace",
     "Stable",
     "TruncatedNormal",

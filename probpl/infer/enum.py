@@ -72,18 +72,24 @@ def config_enumerate(fn=None, default="parallel", expand=False, num_samples=None
     return infer_config(fn, config_fn)
 
 
+def _enumerated_logits_to_log_prob(logits, dim, lead=0):
+    """Log-probabilities of ``arange(K)`` laid along ``dim`` (a negative batch dim):
+    the normalised ``logits`` (``lead`` stacking dims + batch + (K,)) with the
+    category dim moved there."""
+    batch = logits.dim() - 1 - lead
+    if -dim > batch:
+        lp = logits.movedim(-1, lead)
+        shape = lp.shape
+        return lp.reshape(shape[:lead + 1] + (1,) * (-1 - dim - batch) + shape[lead + 1:])
+    return logits.transpose(dim - 1, -1).squeeze(-1)
+
+
 def _site_log_prob(name, site):
     fn, value, infer = site["fn"], site["value"], site["infer"]
     if infer.get("_enum_support") is value:
         # The value is arange(K) along the enumeration dim: log_prob is the logits
-        # with their last dim moved there.
-        logits = fn.logits
-        dim = infer["_enumerate_dim"]
-        batch = logits.dim() - 1
-        if -dim > batch:
-            lp = logits.movedim(-1, 0)
-            return lp.reshape(lp.shape[:1] + (1,) * (-1 - dim - batch) + lp.shape[1:])
-        return logits.transpose(dim - 1, -1).squeeze(-1)
+        # with their last dim moved there (no gather).
+        return _enumerated_logits_to_log_prob(fn.logits, infer["_enumerate_dim"])
     try:
         return fn.log_prob(value)
     except (ValueError, RuntimeError) as e:
@@ -94,15 +100,148 @@ def _site_log_prob(name, site):
         ) from e
 
 
+# torch distributions whose log_prob is elementwise in their parameters and
+# whose constructor takes exactly these tensors: sites of one such type with
+# equal shapes are evaluated together, as one stacked batch.
+_STACKABLE = {
+    torch.distributions.Normal: ("loc", "scale"),
+    torch.distributions.Laplace: ("loc", "scale"),
+    torch.distributions.Cauchy: ("loc", "scale"),
+    torch.distributions.Poisson: ("rate",),
+    torch.distributions.Exponential: ("rate",),
+    torch.distributions.Gamma: ("concentration", "rate"),
+}
+
+
+def _unexpand(t):
+    """The tensor ``t`` was expanded from (by a plate), when that is certain;
+    else ``t``.  ``_unexpand(t).expand(t.shape)`` equals ``t`` (the result may
+    have fewer dims), and using it leaves the expansion out of the graph."""
+    b = t._base
+    if b is None or b.dim() > t.dim() or b.storage_offset() != t.storage_offset() \
+            or b.dtype != t.dtype or b.requires_grad != t.requires_grad:
+        return t
+    lead = t.dim() - b.dim()
+    t_stride = t.stride()
+    if any(t_stride[i] != 0 for i in range(lead)):
+        return t
+    for bn, tn, bs, ts in zip(b.shape, t.shape[lead:], b.stride(), t_stride[lead:]):
+        if bn == tn:
+            if bs != ts and bn != 1:
+                return t
+        elif bn != 1 or ts != 0:
+            return t
+    return b
+
+
+_BROADCAST = {}
+
+
+def _broadcast_shape(a, b):
+    key = (a, b)
+    shape = _BROADCAST.get(key)
+    if shape is None:
+        if len(_BROADCAST) > 4096:
+            _BROADCAST.clear()
+        shape = _BROADCAST[key] = torch.broadcast_shapes(a, b)
+    return shape
+
+
+def _stack_key(site):
+    """``(key, tensors)`` when ``site``'s log-density can be computed in a batch
+    with other sites of the same key, else ``None``.
+
+    ``tensors`` are the inputs to stack (parameters, then the value, with any
+    plate expansion undone), left-padded with singleton dims to one rank; the
+    key ends with the shape of the site's log-density.
+    """
+    fn, value, infer = site["fn"], site["value"], site["infer"]
+    cls = type(fn)
+    params = fn.__dict__
+    if infer.get("_enum_support") is value:
+        # An enumerated categorical: only its normalised logits are needed.
+        if "logits" in params:
+            t, kind = params["logits"], "logits"
+        else:
+            t, kind = params["probs"], "probs"
+        dim = infer["_enumerate_dim"]
+        batch = t.shape[:-1]
+        size = t.shape[-1]
+        if -dim > len(batch):
+            shape = (size,) + (1,) * (-1 - dim - len(batch)) + batch
+        else:
+            shape = batch[:len(batch) + dim] + (size,) + batch[len(batch) + dim + 1:]
+        t = _unexpand(t)
+        return ("enum", kind, t.shape, t.dtype, t.device, dim, shape), (t,)
+    base = cls if cls in _STACKABLE else cls.__mro__[1]
+    names = _STACKABLE.get(base)
+    if names is None or "log_prob" in cls.__dict__ or "__init__" in cls.__dict__ \
+            or not isinstance(value, torch.Tensor) or fn._validate_args:
+        # (A validating distribution checks its value's support in log_prob.)
+        return None
+    tensors = [_unexpand(params[n]) for n in names]
+    tensors.append(value)
+    key = (cls, tuple(t.shape for t in tensors), value.dtype, tensors[0].dtype, value.device,
+           _broadcast_shape(fn.batch_shape, value.shape))
+    return key, tensors
+
+
+def _grouped_log_probs(key, members):
+    """Log-densities of same-key sites from one batched evaluation (a stack along
+    a new leading dim, unless there is a single site)."""
+    n = len(members)
+    if n == 1:
+        stacked, lead = list(members[0][1]), 0
+    else:
+        stacked, lead = [torch.stack(c) for c in zip(*(tensors for _, tensors in members))], 1
+    if key[0] == "enum":
+        kind, dim = key[1], key[5]
+        t = stacked[0]
+        if kind == "probs":
+            eps = torch.finfo(t.dtype).eps
+            t = t.clamp(min=eps, max=1 - eps).log()
+        lp = _enumerated_logits_to_log_prob(t, dim, lead=lead)
+    else:
+        if lead:
+            # Right-align parameters and value behind the stacking dim.
+            rank = max(len(shape) for shape in key[1])
+            stacked = [
+                t if len(shape) == rank else t.reshape((n,) + (1,) * (rank - len(shape)) + shape)
+                for t, shape in zip(stacked, key[1])
+            ]
+        fn = key[0](*stacked[:-1], validate_args=False)
+        lp = fn.log_prob(stacked[-1])
+    shape = (n,) + tuple(key[-1]) if lead else key[-1]
+    if lp.shape != shape:
+        lp = lp.expand(shape)
+    return lp.unbind(0) if lead else (lp,)
+
+
 def compute_log_probs(tr):
     """Store ``log_prob`` (scaled, masked) and ``unscaled_log_prob`` on the sample
-    sites of a trace recorded under enumeration, cheaply for enumerated sites."""
+    sites of a trace recorded under enumeration, cheaply for enumerated sites.
+
+    Sites with the same distribution type and shapes (the steps of a ``markov``
+    chain) are evaluated together: one stacked computation, which also leaves
+    one node per group rather than per site for the backward pass.
+    """
+    groups = {}
     for name, site in tr.nodes.items():
         if site["type"] != "sample" or "log_prob" in site or site["infer"].get("_subsample"):
             continue
-        lp = _site_log_prob(name, site)
-        site["unscaled_log_prob"] = lp
-        site["log_prob"] = scale_and_mask(lp, site["scale"], site["mask"])
+        found = _stack_key(site)
+        if found is None:
+            _store(site, _site_log_prob(name, site))
+        else:
+            groups.setdefault(found[0], []).append((site, found[1]))
+    for key, members in groups.items():
+        for (site, _), lp in zip(members, _grouped_log_probs(key, members)):
+            _store(site, lp)
+
+
+def _store(site, lp):
+    site["unscaled_log_prob"] = lp
+    site["log_prob"] = scale_and_mask(lp, site["scale"], site["mask"])
 
 
 class Symbols:
@@ -110,6 +249,8 @@ class Symbols:
 
     def __init__(self):
         self._table = {}
+        self._enum = {}  # enumeration id -> symbol (a fast path into _table)
+        self._frames = {}  # cond_indep_stack -> (ordinal, plate dim -> symbol, sizes)
 
     def __call__(self, key):
         sym = self._table.get(key)
@@ -117,20 +258,35 @@ class Symbols:
             sym = self._table[key] = get_symbol(len(self._table))
         return sym
 
+    def enum(self, id_):
+        sym = self._enum.get(id_)
+        if sym is None:
+            sym = self._enum[id_] = self(("enum", id_))
+        return sym
+
+    def plates(self, frames):
+        """``(ordinal, {dim: symbol}, {symbol: size})`` of a cond_indep_stack."""
+        found = self._frames.get(frames)
+        if found is None:
+            dims, sizes = {}, {}
+            for f in frames:
+                if f.dim is not None:
+                    s = self(("plate", f.name))
+                    dims[f.dim] = s
+                    sizes[s] = f.size
+            found = self._frames[frames] = (frozenset(sizes), dims, sizes)
+        return found
+
 
 def site_ordinal_and_dims(site, symbols, plate_sizes):
     """A site's ordinal (plate symbols) and its dim -> symbol table."""
-    dim_to_symbol = {}
-    ordinal = []
-    for f in site["cond_indep_stack"]:
-        if f.dim is not None:
-            s = symbols(("plate", f.name))
-            dim_to_symbol[f.dim] = s
-            ordinal.append(s)
-            plate_sizes[s] = f.size
+    ordinal, plate_dims, sizes = symbols.plates(site["cond_indep_stack"])
+    plate_sizes.update(sizes)
+    dim_to_symbol = dict(plate_dims)
+    enum = symbols.enum
     for d, i in site["infer"].get("_dim_to_id", {}).items():
-        dim_to_symbol[d] = symbols(("enum", i))
-    return frozenset(ordinal), dim_to_symbol
+        dim_to_symbol[d] = enum(i)
+    return ordinal, dim_to_symbol
 
 
 def pack_site(name, site, tensor, dim_to_symbol):

@@ -93,7 +93,13 @@ class TraceEnum_ELBO(ELBO):
         model_enum = EnumMessenger(first_available_dim=first)
         with model_enum:
             model_enum.adopt(guide_enum)
-            model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            # Replaying a guide without sites (only its input and return nodes)
+            # would change nothing: skip that handler's per-site cost.
+            if len(guide_trace.nodes) > 2 or any(
+                site["type"] not in ("args", "return") for site in guide_trace.nodes.values()
+            ):
+                model = replay(model, trace=guide_trace)
+            model_trace = trace(model).get_trace(*args, **kwargs)
         if util._VALIDATION_ENABLED:
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         compute_log_probs(model_trace)
@@ -182,29 +188,38 @@ class TraceEnum_ELBO(ELBO):
 
     # ----- public API -----
 
+    def _loss(self, model, guide, args, kwargs):
+        """The negative surrogate ELBO and the last particle's traces.
+
+        Validation (distribution arguments, supports, model/guide agreement)
+        runs on the first call per model, guide and argument shapes only; a
+        value that later drifts out of support still shows as a non-finite
+        loss, reported with the site that caused it.
+        """
+        loss = 0.0
+        last = None
+        with self._validation_scope(model, guide, args, kwargs):
+            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+                loss = loss - self._particle(model_trace, guide_trace) * self._particle_weight
+                last = (model_trace, guide_trace)
+        return loss, last
+
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The negative ELBO (a surrogate whose gradient is unbiased)."""
-        loss = 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            loss = loss - self._particle(model_trace, guide_trace) * self._particle_weight
-        return loss
+        return self._loss(model, guide, args, kwargs)[0]
 
     def loss(self, model, guide, *args, **kwargs):
         """The negative ELBO as a float."""
         with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+            loss, last = self._loss(model, guide, args, kwargs)
+        return _check_finite(loss, last)
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """The negative ELBO; its gradient is accumulated into parameters' ``.grad``."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss, last = self._loss(model, guide, args, kwargs)
+        value = _check_finite(loss, last)
         if isinstance(loss, torch.Tensor) and loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
-        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-        if not math.isfinite(value):
-            raise ValueError(
-                f"TraceEnum_ELBO loss is {value}: some enumerated value or observation has zero "
-                "probability under every assignment; check the model's parameters and supports"
-            )
         return value
 
     def compute_marginals(self, model, guide, *args, **kwargs):
@@ -253,6 +268,39 @@ class TraceEnum_ELBO(ELBO):
             probs = g.movedim(0, -1).reshape(shape + [g.shape[0]])
             result[name] = _marginal_dist(site["fn"], probs.clamp(min=0).log())
         return result
+
+
+def _check_finite(loss, last):
+    """``loss`` as a float; if it is not finite, raise naming the likeliest site."""
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if math.isfinite(value) or last is None:
+        return value
+    model_trace, guide_trace = last
+    # A NaN or +inf log-density is always wrong; -inf is legitimate for single
+    # enumerated values, so it is named only when no site has a worse value.
+    found = None
+    for label, tr in (("guide", guide_trace), ("model", model_trace)):
+        for name, site in tr.nodes.items():
+            lp = site.get("log_prob")
+            if site["type"] != "sample" or not isinstance(lp, torch.Tensor):
+                continue
+            lp = lp.detach()
+            if bool(torch.isnan(lp).any()) or bool((lp == math.inf).any()):
+                found = (label, name, site, "is NaN or +inf")
+                break
+            if found is None and not bool(torch.isfinite(lp).all()):
+                found = (label, name, site, "is -inf for some values")
+        if found is not None and found[3] == "is NaN or +inf":
+            break
+    if found is None:
+        raise ValueError(f"TraceEnum_ELBO loss is {value}, but every site's log-density is finite")
+    label, name, site, what = found
+    shape = tuple(getattr(site["value"], "shape", ()))
+    raise ValueError(
+        f"TraceEnum_ELBO loss is {value}: {label} site '{name}' has a log-density that {what} "
+        f"(value shape {shape}); check its parameters and support, or whether an observation "
+        "has zero probability under every enumerated assignment"
+    )
 
 
 def _marginal_dist(fn, logits):

@@ -9,9 +9,18 @@ from probpl.nn.auto_reg_nn import (
     DenseNN,
     MaskedLinear,
 )
-from probpl.nn.module import PyroModule, PyroParam, PyroSample, pyro_method
+from probpl.nn.module import (
+    PyroModule,
+    PyroModuleList,
+    PyroParam,
+    PyroSample,
+    clear,
+    pyro_method,
+    to_pyro_module_,
+)
 
 __all__ = [
     "AutoRegressiveNN", "ConditionalAutoRegressiveNN", "ConditionalDenseNN", "DenseNN",
-    "MaskedLinear", "PyroModule", "PyroParam", "PyroSample", "pyro_method",
+    "MaskedLinear", "PyroModule", "PyroModuleList", "PyroParam", "PyroSample", "clear",
+    "pyro_method", "to_pyro_module_",
 ]

@@ -40,8 +40,8 @@ class PyroParam(NamedTuple):
         >>> from probpl.nn import PyroModule, PyroParam
         >>> m = PyroModule()
         >>> m.scale = PyroParam(torch.ones(2), constraints.positive)
-        >>> m.scale
-        tensor([1., 1.], grad_fn=<ExpBackward0>)
+        >>> m.scale.detach()
+        tensor([1., 1.])
     """
 
     init_value: Optional[Union[torch.Tensor, Callable[[], torch.Tensor]]] = None
@@ -111,17 +111,11 @@ def _share_with_store(fullname, owner, attr, unconstrained, constraint, event_di
     if stored is unconstrained:
         return
     if stored is None:
-        store._params[fullname] = unconstrained
-        store._constraints[fullname] = constraint
-        if event_dim is not None:
-            store._event_dims[fullname] = event_dim
-        store._param_to_name[id(unconstrained)] = fullname
+        store.adopt(fullname, unconstrained, constraint, event_dim)
         return
     if not isinstance(stored, torch.nn.Parameter):
-        store._param_to_name.pop(id(stored), None)
         stored = torch.nn.Parameter(stored.detach())
-        store._params[fullname] = stored
-        store._param_to_name[id(stored)] = fullname
+        store.adopt(fullname, stored, store._constraints[fullname])
     owner._parameters[attr] = stored
 
 

@@ -33,7 +33,13 @@ from collections import OrderedDict
 import opt_einsum
 import torch
 
-from probpl.ops.einsum.engine import Factor, Program, run
+from probpl.ops.einsum.engine import (
+    BROADCAST_LIMIT,
+    CHAIN_MIN_LENGTH,
+    Factor,
+    Program,
+    run,
+)
 
 __all__ = [
     "Factor",
@@ -122,7 +128,7 @@ def _leaf_key(ordinal):
     return (len(ordinal), tuple(sorted(ordinal)))
 
 
-def _build_plan(spec, sum_dims, plate_sizes, ring):
+def _build_plan(spec, sum_dims, plate_sizes, ring, allow_chain=True):
     """Plan the contraction of ``spec``: a list of (ordinal, [(dims, shape)])."""
     input_dims, ordinals, sizes = [], [], dict(plate_sizes)
     all_plates = frozenset().union(*(ordinal for ordinal, _ in spec))
@@ -147,7 +153,15 @@ def _build_plan(spec, sum_dims, plate_sizes, ring):
         tree = OrderedDict()
         for i in idx:
             tree.setdefault(ordinals[i], []).append(i)
-        for ordinal, reg in _plan_component(program, tree, dims):
+        chain = _find_chain(input_dims, idx, dims, sizes) if allow_chain and len(tree) == 1 \
+            else None
+        if chain is not None:
+            order, plates = chain
+            (ordinal,) = tree
+            planned = [(ordinal, program.chain(idx, order, plates, ordinal))]
+        else:
+            planned = _plan_component(program, tree, dims)
+        for ordinal, reg in planned:
             dims_out = program.dims[reg]
             multiplier = 1
             for p in ordinal:
@@ -155,6 +169,57 @@ def _build_plan(spec, sum_dims, plate_sizes, ring):
                     multiplier *= _plate_size(sizes, p)
             outputs.append((reg, ordinal, dims_out, multiplier))
     return _Plan(program, outputs, {p: n for p, n in sizes.items() if p not in sum_dims})
+
+
+def _find_chain(input_dims, idx, sum_dims, sizes):
+    """``(order, plates)`` when the factors ``idx`` (all in one ordinal) form a
+    markov chain over ``sum_dims``: each factor holds one variable or two
+    neighbours of the path ``order``, every variable has the same size, and the
+    other dims are ``plates``.  ``None`` otherwise."""
+    n = len(sum_dims)
+    if n < CHAIN_MIN_LENGTH:
+        return None
+    size = None
+    neighbours = {d: set() for d in sum_dims}
+    plates = []
+    for i in idx:
+        local = [d for d in input_dims[i] if d in sum_dims]
+        if len(local) > 2:
+            return None
+        if len(local) == 2:
+            a, b = local
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+        for d in input_dims[i]:
+            if d in sum_dims:
+                if size is None:
+                    size = sizes[d]
+                elif sizes[d] != size:
+                    return None
+            elif d not in plates:
+                plates.append(d)
+    ends = [d for d, nb in neighbours.items() if len(nb) == 1]
+    if len(ends) != 2 or any(len(nb) > 2 for nb in neighbours.values()):
+        return None
+    # Start from the end that appears first among the factors.
+    first_seen = {}
+    for i in idx:
+        for d in input_dims[i]:
+            first_seen.setdefault(d, len(first_seen))
+    start = min(ends, key=first_seen.__getitem__)
+    order, prev = [start], None
+    while len(order) < n:
+        nxt = [d for d in neighbours[order[-1]] if d != prev]
+        if len(nxt) != 1:
+            return None  # a cycle, or a variable that is not on the path
+        prev = order[-1]
+        order.append(nxt[0])
+    numel = (n - 1) // 2 * size ** 3
+    for p in plates:
+        numel *= sizes[p]
+    if numel > 4 * BROADCAST_LIMIT:
+        return None
+    return "".join(order), "".join(plates)
 
 
 def _plate_size(sizes, p):
@@ -212,9 +277,10 @@ _PLAN_CACHE = {}
 _PLAN_CACHE_SIZE = 256
 
 
-def _get_plan(tensor_tree, sum_dims, plate_sizes, ring):
+def _get_plan(tensor_tree, sum_dims, plate_sizes, ring, allow_chain=True):
     key = (
         ring,
+        allow_chain,
         frozenset(sum_dims),
         tuple(sorted(plate_sizes.items())) if plate_sizes else (),
         tuple(
@@ -228,7 +294,7 @@ def _get_plan(tensor_tree, sum_dims, plate_sizes, ring):
             _PLAN_CACHE.clear()
         spec = [(t, [(term.dims, tuple(term.tensor.shape)) for term in terms])
                 for t, terms in tensor_tree.items()]
-        plan = _build_plan(spec, frozenset(sum_dims), dict(plate_sizes or {}), ring)
+        plan = _build_plan(spec, frozenset(sum_dims), dict(plate_sizes or {}), ring, allow_chain)
         _PLAN_CACHE[key] = plan
     return plan
 
@@ -306,7 +372,8 @@ def sample_tensor_tree(tensor_tree, sum_dims, plate_sizes=None, temperature=1, g
     if temperature not in (0, 1):
         raise ValueError(f"temperature must be 0 or 1, but got {temperature}")
     ring = "max" if temperature == 0 else "log"
-    plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring)
+    # Backward sampling needs every elimination's joint factor: no chain scans.
+    plan = _get_plan(tensor_tree, sum_dims, plate_sizes, ring, allow_chain=False)
     records = []
     with torch.no_grad():
         log_z = _run(plan, _flatten(tensor_tree), total=True, records=records)

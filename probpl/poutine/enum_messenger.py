@@ -74,16 +74,17 @@ class EnumMessenger(Messenger):
         self._depths = {}  # site name -> number of markov contexts around it
         return super().__enter__()
 
-    def _visible_dims(self, msg):
-        scope = msg["infer"].get("_markov_scope")
+    def _visible_dims(self, scope):
         if scope is None:
             # Outside markov contexts a dim can only hold its latest owner.
             return dict(self._latest)
         dims = dict(self._global_dims)
-        depths = self._depths
+        depths, value_dims = self._depths, self._value_dims
         for name, count in scope.items():
             if depths.get(name) == count:
-                dims.update(self._value_dims.get(name, ()))
+                own = value_dims.get(name)
+                if own:
+                    dims.update(own)
         return dims
 
     def _check_plates(self, msg):
@@ -131,9 +132,10 @@ class EnumMessenger(Messenger):
         if msg["infer"].get("_subsample"):
             return
         infer = msg["infer"]
-        if infer.get("_markov_depth"):
-            self._depths[msg["name"]] = infer["_markov_depth"]
-        visible = self._visible_dims(msg)
+        depth = infer.get("_markov_depth")
+        if depth:
+            self._depths[msg["name"]] = depth
+        visible = self._visible_dims(infer.get("_markov_scope"))
         infer["_dim_to_id"] = visible
         if msg["done"] or msg["is_observed"] or infer.get("enumerate") != "parallel":
             return
@@ -151,7 +153,7 @@ class EnumMessenger(Messenger):
                     f"distribution's batch shape {tuple(batch)}; increase max_plate_nesting or "
                     "check the markov history"
                 )
-            value = _categorical_support(fn._num_events, dim, fn.logits.device)
+            value = _categorical_support(fn._num_events, dim, fn._param.device)
             own = dict(visible)
             own[dim] = id_
             infer["_dim_to_id"] = own
@@ -190,16 +192,26 @@ class EnumMessenger(Messenger):
         msg["done"] = True
 
     def _pyro_post_sample(self, msg):
-        if msg["infer"].get("_subsample"):
+        infer = msg["infer"]
+        if infer.get("_subsample"):
             return
+        dims = infer.get("_dim_to_id")
         value = msg["value"]
-        dims = msg["infer"].get("_dim_to_id")
         if dims is None or not hasattr(value, "shape"):
             return
-        fn = msg["fn"]
-        event_dim = len(getattr(fn, "event_shape", ()))
+        name = msg["name"]
+        if infer.get("_enum_support") is value:
+            dim = infer["_enumerate_dim"]
+            self._value_dims[name] = {dim: dims[dim]}
+            return
+        event_dim = len(getattr(msg["fn"], "event_shape", ()))
         n = value.dim() - event_dim
-        self._value_dims[msg["name"]] = {
+        first = self.first_available_dim
+        if first is not None and n < -first:
+            # Too few dims to reach any enumeration dim.
+            self._value_dims[name] = {}
+            return
+        self._value_dims[name] = {
             d: i for d, i in dims.items() if n >= -d and value.shape[d - event_dim] > 1
         }
 

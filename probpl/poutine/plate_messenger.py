@@ -40,6 +40,21 @@ class _Subsample:
         return torch.zeros((), device=value.device)
 
 
+_ARANGE_CACHE = {}
+
+
+def _full_indices(size, device):
+    """``arange(size)``, cached: plates without subsampling are entered on every
+    model run and their indices never change. Callers must not modify them."""
+    key = (size, str(device))
+    indices = _ARANGE_CACHE.get(key)
+    if indices is None:
+        indices = torch.arange(size, device=device)
+        if len(_ARANGE_CACHE) < 256:
+            _ARANGE_CACHE[key] = indices
+    return indices
+
+
 class PlateMessenger(Messenger):
     """See :func:`probpl.plate`."""
 
@@ -106,7 +121,7 @@ class PlateMessenger(Messenger):
             return sub
         if self.subsample_size == self.size:
             # No randomness: no need to send a message.
-            return torch.arange(self.size, device=self.device)
+            return _full_indices(self.size, self.device)
         msg = new_message(
             type="sample",
             name=self.name,
@@ -157,8 +172,35 @@ class PlateMessenger(Messenger):
             return
         if self.subsample_size != self.size:
             msg["scale"] = msg["scale"] * (self.size / self.subsample_size)
-        if msg["type"] == "sample" and self._vectorized and not msg["done"]:
+        if (
+            msg["type"] == "sample"
+            and self._vectorized
+            and not msg["done"]
+            and not msg["infer"].get("_subsample")
+        ):
             broadcast_to_plates(msg)
+
+    def _postprocess_message(self, msg):
+        if msg["type"] == "param" and self._vectorized and self.subsample_size != self.size:
+            self._subsample_param(msg)
+
+    def _subsample_param(self, msg):
+        """A param declared with ``event_dim`` inside a subsampled plate holds one
+        entry per element of the full plate; the model sees the minibatch's."""
+        event_dim = msg["kwargs"].get("event_dim")
+        value = msg["value"]
+        if event_dim is None or not isinstance(value, torch.Tensor):
+            return
+        dim = self.dim - event_dim
+        if value.dim() < -dim or value.size(dim) == 1:
+            return
+        if value.size(dim) != self.size:
+            raise ValueError(
+                f"param '{msg['name']}' in plate '{self.name}' (dim {self.dim}, size "
+                f"{self.size}): shape {tuple(value.shape)} has size {value.size(dim)} at dim "
+                f"{dim}, expected the plate's full size {self.size}"
+            )
+        msg["value"] = value.index_select(dim, self.indices.to(value.device))
 
     def _pyro_subsample(self, msg):
         if not self._vectorized or self.subsample_size == self.size:

@@ -34,9 +34,8 @@ class TraceMessenger(Messenger):
             return
         if self.param_only and msg["type"] != "param":
             return
-        site = dict(msg)
-        site["infer"] = dict(msg["infer"])
-        self.trace.add_node(msg["name"], **site)
+        # One shallow copy: the message itself is not reused after apply_stack.
+        self.trace._add_site(msg["name"], dict(msg))
 
 
 class TraceHandler:

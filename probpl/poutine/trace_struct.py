@@ -69,6 +69,9 @@ class Trace:
 
     def add_node(self, site_name, **kwargs):
         """Add a site. Two sample sites may not share a name in one trace."""
+        self._add_site(site_name, kwargs)
+
+    def _add_site(self, site_name, kwargs):
         if site_name in self.nodes:
             site = self.nodes[site_name]
             if site["type"] != kwargs["type"]:

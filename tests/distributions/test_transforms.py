@@ -60,27 +60,33 @@ def test_transform_to_lands_in_constraint(constraint):
 
 
 def _flows(dim):
-    torch.manual_seed(1)
-    flows = {
-        "iaf": T.affine_autoregressive(dim, hidden_dims=[8, 8]),
-        "iaf_stable": T.affine_autoregressive(dim, hidden_dims=[8], stable=True),
-        "coupling": T.affine_coupling(dim, hidden_dims=[8]),
-        "spline": T.Spline(dim, count_bins=5, bound=2.0),
-        "permute": T.Permute(torch.arange(dim).flip(0)),
-        "batchnorm": T.BatchNorm(dim).eval(),
+    # Each flow is built and perturbed under its own seed, so adding a flow or a
+    # parameter to one flow does not change the others' random values.
+    makers = {
+        "iaf": lambda: T.affine_autoregressive(dim, hidden_dims=[8, 8]),
+        "iaf_stable": lambda: T.affine_autoregressive(dim, hidden_dims=[8], stable=True),
+        "coupling": lambda: T.affine_coupling(dim, hidden_dims=[8]),
+        "spline": lambda: T.Spline(dim, count_bins=5, bound=2.0),
+        "permute": lambda: T.Permute(torch.arange(dim).flip(0)),
+        "batchnorm": lambda: T.BatchNorm(dim).eval(),
+        "planar": lambda: T.Planar(dim),
+        "radial": lambda: T.Radial(dim),
     }
-    with torch.no_grad():
-        flows["batchnorm"].moving_mean.normal_()
-        flows["batchnorm"].moving_variance.uniform_(0.5, 2.0)
-        flows["batchnorm"].gamma.normal_()
-    for name in ("planar", "radial"):
-        flows[name] = {"planar": T.Planar, "radial": T.Radial}[name](dim)
-    for f in flows.values():
+    flows = {}
+    for name, make in makers.items():
+        torch.manual_seed(1)
+        f = make()
+        if name == "batchnorm":
+            with torch.no_grad():
+                f.moving_mean.normal_()
+                f.moving_variance.uniform_(0.5, 2.0)
+                f.gamma.normal_()
         if isinstance(f, torch.nn.Module):
             f.double()
             with torch.no_grad():
                 for p in f.parameters():
                     p.add_(0.3 * torch.randn_like(p))  # move away from the identity
+        flows[name] = f
     return flows
 
 

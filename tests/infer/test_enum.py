@@ -390,3 +390,64 @@ def test_svi_recovers_hmm_emission_locs():
         svi.step()
     # 600 observations, ~300 per state with unit noise: standard error ~0.06.
     assert torch.allclose(probpl.param("locs").detach(), true_locs, atol=0.3)
+
+
+def _mixed_chain(ys, init, trans, locs, scale):
+    with probpl.plate("seqs", ys.shape[1], dim=-1):
+        x = None
+        for t in probpl.markov(range(ys.shape[0])):
+            p = init if x is None else trans[x]
+            x = probpl.sample(f"x_{t}", dist.Categorical(p), infer={"enumerate": "parallel"})
+            probpl.sample(f"y_{t}", dist.Normal(locs[x], scale), obs=ys[t])
+            probpl.sample(f"c_{t}", dist.Poisson(locs[x].exp()), obs=ys[t].abs().round())
+            w = probpl.sample(f"w_{t}", dist.Categorical(logits=trans[x].log()),
+                              infer={"enumerate": "parallel"})
+            probpl.sample(f"v_{t}", dist.Normal(locs[w] * 0.5, 2.0), obs=ys[t])
+
+
+def test_grouped_log_probs_match_per_site():
+    from probpl.infer.enum import compute_log_probs
+
+    init, trans, locs = hmm_params()
+    init, trans, locs = (t.clone().requires_grad_() for t in (init, trans, locs))
+    scale = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    ys = torch.randn(5, 2, dtype=torch.float64)
+    # Without validation (as on every step after the first), sites are grouped.
+    with probpl.util.validation_enabled(False), enum(first_available_dim=-2):
+        tr = poutine.trace(_mixed_chain).get_trace(ys, init, trans, locs, scale)
+        compute_log_probs(tr)
+    for a, b in [("y_1", "y_3"), ("c_0", "c_2"), ("x_1", "x_3"), ("w_0", "w_2"), ("v_1", "v_3")]:
+        base = tr.nodes[a]["unscaled_log_prob"]._base
+        assert base is not None and base is tr.nodes[b]["unscaled_log_prob"]._base
+    inputs = (init, trans, locs, scale)
+    for name, site in tr.nodes.items():
+        if site["type"] != "sample":
+            continue
+        expected = site["fn"].log_prob(site["value"])
+        got = site["log_prob"]
+        assert got.shape == expected.shape, name
+        assert torch.allclose(got, expected, atol=1e-12), name
+        w = torch.randn(got.shape, dtype=torch.float64)
+        g_got = torch.autograd.grad((got * w).sum(), inputs, allow_unused=True, retain_graph=True)
+        g_exp = torch.autograd.grad((expected * w).sum(), inputs, allow_unused=True,
+                                    retain_graph=True)
+        for a, b in zip(g_got, g_exp):
+            assert (a is None) == (b is None), name
+            if a is not None:
+                assert torch.allclose(a, b, atol=1e-10), name
+
+
+def test_validation_runs_once_and_nonfinite_loss_names_site():
+    probs, locs = params()
+    data = torch.tensor([0.1, -1.2, 2.5], dtype=torch.float64)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    model = config_enumerate(gmm)
+    elbo.loss_and_grads(model, empty_guide, data, probs[0], locs)
+    assert len(elbo._validated) == 1
+    # Later steps skip validation, but a bad value still gives a clear error.
+    bad_locs = locs.clone()
+    bad_locs[1] = float("nan")
+    with pytest.raises(ValueError, match="model site 'x'"):
+        elbo.loss_and_grads(model, empty_guide, data, probs[0], bad_locs)
+    with pytest.raises(ValueError, match="model site 'x'"):
+        elbo.loss(model, empty_guide, data, probs[0], bad_locs)

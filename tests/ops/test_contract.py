@@ -259,3 +259,64 @@ def test_batch_dims_are_kept():
     (term,) = contract_tensor_tree(tree, {"a"})[frozenset("i")]
     assert term.dims == "gi"
     assert torch.allclose(term.tensor, (x.unsqueeze(-1) + y).logsumexp(1))
+
+
+def _random_chain(T, S, seed, plate=4):
+    """A chain over T variables in plate 'i', with factors in mixed layouts: some
+    transitions stored (next, prev), unary factors on some steps only, some
+    factors constant along the plate, two factors on one step."""
+    g = torch.Generator().manual_seed(seed)
+    v = [chr(0x100 + t) for t in range(T)]
+    rand = (lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)
+            .requires_grad_())
+    factors = [Factor(rand(S), v[0]), Factor(rand(S, plate), v[0] + "i")]
+    for t in range(1, T):
+        if t % 2:
+            factors.append(Factor(rand(S, S, plate), v[t - 1] + v[t] + "i"))
+        else:
+            factors.append(Factor(rand(S, plate, S), v[t] + "i" + v[t - 1]))
+        if t % 3 == 0:
+            factors.append(Factor(rand(plate, S), "i" + v[t]))
+        if t == 5:
+            factors.append(Factor(rand(S, S), v[t - 1] + v[t]))
+    return OrderedDict([(frozenset("i"), factors)]), set(v)
+
+
+@pytest.mark.parametrize("ring", ["log", "max"])
+@pytest.mark.parametrize("T", [4, 7, 33])
+def test_chain_scan_matches_sequential_elimination(T, ring):
+    from probpl.ops.contract import _get_plan, _run
+
+    tree, sum_dims = _random_chain(T, 3, seed=T)
+    sizes = {"i": 4}
+    plan = _get_plan(tree, sum_dims, sizes, ring)
+    assert any(ins[0] == 3 for ins in plan.program.instructions)  # a CHAIN instruction
+    tensors = [f.tensor for fs in tree.values() for f in fs]
+    actual = contract_to_tensor(tree, sum_dims, sizes, ring=ring)
+    reference = _run(_get_plan(tree, sum_dims, sizes, ring, allow_chain=False), tensors,
+                     total=True)
+    assert torch.allclose(actual, reference, atol=1e-10)
+    g_actual = torch.autograd.grad(actual, tensors)
+    g_ref = torch.autograd.grad(reference, tensors)
+    for a, b in zip(g_actual, g_ref):
+        assert torch.allclose(a, b, atol=1e-10)
+    (term,) = contract_tensor_tree(tree, sum_dims, sizes, ring=ring)[frozenset("i")]
+    (ref,) = _run(_get_plan(tree, sum_dims, sizes, ring, allow_chain=False), tensors)
+    assert term.dims == "i" and torch.allclose(term.tensor, ref, atol=1e-10)
+
+
+def test_chain_with_branch_or_cycle_is_not_scanned():
+    from probpl.ops.contract import _get_plan
+
+    v = "abcdef"
+    x = torch.randn(2, 2, dtype=torch.float64)
+    factors = [Factor(x, v[t] + v[t + 1]) for t in range(5)]
+    for extra in ("ac", "af", "bg"):
+        tree = OrderedDict([(frozenset(), factors + [Factor(x, extra)])])
+        sum_dims = set(v) | set(extra)
+        plan = _get_plan(tree, sum_dims, {}, "log")
+        assert not any(ins[0] == 3 for ins in plan.program.instructions)
+        expected = contract_to_tensor(
+            OrderedDict([(frozenset(), [Factor(f.tensor, f.dims) for f in tree[frozenset()]])]),
+            sum_dims, {}, ring="log")
+        assert torch.isfinite(expected)

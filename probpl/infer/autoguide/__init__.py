@@ -10,20 +10,14 @@ into one unconstrained vector. ``AutoGuideList`` combines guides, and
 from probpl.infer.autoguide.continuous import (
     AutoContinuous,
     AutoDiagonalNormal,
-    AutoIAFNormal,
     AutoLaplaceApproximation,
     AutoLowRankMultivariateNormal,
     AutoMultivariateNormal,
-    AutoNormalizingFlow,
 )
 from probpl.infer.autoguide.discrete import AutoDiscreteParallel
-from probpl.infer.autoguide.guides import (
-    AutoCallable,
-    AutoDelta,
-    AutoGuide,
-    AutoGuideList,
-    AutoNormal,
-)
+from probpl.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
+from probpl.infer.autoguide.guide_list import AutoCallable, AutoGuideList
+from probpl.infer.autoguide.guides import AutoDelta, AutoGuide, AutoNormal
 from probpl.infer.autoguide.initialization import (
     init_to_feasible,
     init_to_generated,

@@ -1,6 +1,6 @@
 """Automatic guides: :class:`AutoGuide`, the base that reads a model's structure
-once, and the per-site guides :class:`AutoDelta` and :class:`AutoNormal`, plus
-:class:`AutoGuideList` and :class:`AutoCallable` for combining guides.
+once, and the per-site guides :class:`AutoDelta` and :class:`AutoNormal` (guides
+that combine others live in ``guide_list.py``).
 
 A guide runs its model once, on the first call, under ``block`` so nothing leaks
 to the handlers outside, and keeps that *prototype trace* of the latent sites.
@@ -16,7 +16,7 @@ from contextlib import ExitStack
 import torch
 
 from probpl.distributions import Delta, constraints
-from probpl.infer.autoguide.initialization import InitMessenger, init_to_feasible, init_to_median
+from probpl.infer.autoguide.initialization import init_to_feasible, init_to_median
 from probpl.infer.autoguide.normal_site import NormalSite
 from probpl.infer.autoguide.utils import (
     deep_owner,
@@ -28,6 +28,7 @@ from probpl.infer.autoguide.utils import (
 )
 from probpl.nn.module import PyroModule, PyroParam
 from probpl.poutine.handlers import block, trace
+from probpl.poutine.messenger import Messenger
 from probpl.poutine.plate_messenger import plate
 from probpl.primitives import sample
 
@@ -37,13 +38,31 @@ def _prototype_hide_fn(msg):
     return msg["type"] != "sample" or msg["is_observed"] or msg["infer"].get("_subsample", False)
 
 
+class _InitLatents(Messenger):
+    """Give each latent site of the prototype run its value from ``init_fn``."""
+
+    def __init__(self, init_fn):
+        super().__init__()
+        self.init_fn = init_fn
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["value"] is not None or msg["infer"].get("_subsample"):
+            return
+        value = self.init_fn(msg)
+        shape = msg["fn"].batch_shape + msg["fn"].event_shape
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                f"init_loc_fn gave sample site '{msg['name']}' a value of shape "
+                f"{tuple(value.shape)}, expected {tuple(shape)}"
+            )
+        msg["value"] = value
+        msg["done"] = True
+
+
 def _picklable(fn):
-    """Whether ``fn`` can be pickled, judged cheaply for functions and modules."""
+    """Whether ``fn`` can be pickled (a closure or a local function cannot)."""
     if isinstance(fn, torch.nn.Module):
         return True
-    qualname = getattr(fn, "__qualname__", None)
-    if qualname is not None and hasattr(fn, "__module__"):
-        return "<" not in qualname
     try:
         pickle.dumps(fn)
         return True
@@ -135,7 +154,7 @@ class AutoGuide(PyroModule):
                 f"{type(self).__name__} has no model (it was pickled without one) and has "
                 "never been run; build a new guide around the model"
             )
-        return model if init_loc_fn is None else InitMessenger(init_loc_fn)(model)
+        return model if init_loc_fn is None else _InitLatents(init_loc_fn)(model)
 
     def _setup_prototype(self, *args, **kwargs):
         model = block(self._prototype_model(), hide_fn=_prototype_hide_fn)
@@ -219,7 +238,7 @@ class AutoNormal(AutoGuide):
         >>> sorted(guide(torch.zeros(3)))
         ['m']
         >>> guide.median()["m"]
-        tensor(0., grad_fn=<...>)
+        tensor(0.)
     """
 
     def __init__(self, model, *, init_loc_fn=init_to_feasible, init_scale=0.1,
@@ -375,84 +394,3 @@ class AutoDelta(AutoGuide):
             self._setup_prototype(*args, **kwargs)
         with torch.no_grad():
             return {name: getattr(owner, attr).detach() for name, _, _, owner, attr in self._plan}
-
-
-class AutoGuideList(AutoGuide, torch.nn.ModuleList):
-    """A guide made of parts, each covering some of the model's sites (for example
-    an :class:`AutoDelta` on a blocked model plus an :class:`AutoNormal`). The parts
-    share plates, so subsampled plates draw one minibatch for all of them.
-
-    :param callable model: the model.
-    :param callable create_plates: see :class:`AutoGuide`.
-    """
-
-    def __init__(self, model, *, create_plates=None):
-        super().__init__(model, create_plates=create_plates)
-
-    def _check_prototype(self, part_trace):
-        for name, part_site in part_trace.iter_stochastic_nodes():
-            self_site = self.prototype_trace.nodes.get(name)
-            if self_site is None:
-                raise ValueError(f"AutoGuideList: a part has site '{name}' the model lacks")
-            if tuple(part_site["cond_indep_stack"]) != tuple(self_site["cond_indep_stack"]):
-                raise ValueError(
-                    f"AutoGuideList: site '{name}' is in different plates in a part "
-                    "and in the model"
-                )
-
-    def append(self, part):
-        """Add a part (an :class:`AutoGuide` or a plain callable guide)."""
-        if not isinstance(part, AutoGuide):
-            part = AutoCallable(self.model, part)
-        if part.master is not None:
-            raise RuntimeError("this guide is already part of an AutoGuideList")
-        object.__setattr__(part, "master", weakref.ref(self))
-        for _, mod in part.named_modules():
-            if isinstance(mod, AutoGuide):
-                object.__setattr__(mod, "master", weakref.ref(self))
-        super().append(part)
-
-    add = append
-
-    def forward(self, *args, **kwargs):
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
-        self._create_plates(*args, **kwargs)
-        result = {}
-        for part in self:
-            result.update(part(*args, **kwargs))
-        return result
-
-    def median(self, *args, **kwargs):
-        result = {}
-        for part in self:
-            result.update(part.median(*args, **kwargs))
-        return result
-
-    def quantiles(self, quantiles, *args, **kwargs):
-        result = {}
-        for part in self:
-            result.update(part.quantiles(quantiles, *args, **kwargs))
-        return result
-
-
-class AutoCallable(AutoGuide):
-    """Wrap a hand-written guide function so it can join an :class:`AutoGuideList`.
-
-    :param callable model: the model.
-    :param callable guide: the guide function.
-    :param callable median: optional function of the model's arguments returning
-        a dict of posterior medians.
-    """
-
-    def __init__(self, model, guide, median=lambda *args, **kwargs: {}):
-        super().__init__(model)
-        self._guide = guide
-        self._median = median
-
-    def forward(self, *args, **kwargs):
-        result = self._guide(*args, **kwargs)
-        return {} if result is None else result
-
-    def median(self, *args, **kwargs):
-        return self._median(*args, **kwargs)

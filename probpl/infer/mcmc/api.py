@@ -9,42 +9,58 @@ sites) only when asked for.
 
 import copy
 import queue as _queue
+import warnings
 
 import torch
 
 from probpl.infer.mcmc import util as _util
-from probpl.infer.mcmc.potential import FlatLayout
+from probpl.infer.mcmc.potential import FlatLayout, SiteSpec
 
 
 def _run_chain(kernel, seed, warmup_steps, num_samples, num_chains, args, kwargs,
                initial_params, hook_fn, progbar, continue_state=None):
-    """Run one kernel (one chain, or a batch of chains) and return its flat draws."""
+    """Run one kernel (one chain, or a batch of chains) and return its flat draws, its
+    statistics, the layout of the flat draws and its final state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if continue_state is None:
-            kernel.setup(warmup_steps, *args, num_chains=num_chains,
-                         initial_params=initial_params, **kwargs)
-            total = warmup_steps + num_samples
-        else:
-            kernel._state = continue_state
-            kernel._t = kernel._warmup_steps
-            total = num_samples
-            warmup_steps = 0
-        draws, diverging, accept, depth = [], [], [], []
-        for i in range(total):
-            info = kernel.step()
-            stage = "Warmup" if i < warmup_steps else "Sample"
-            if stage == "Sample":
-                draws.append(kernel._state.z)
-                diverging.append(info.diverging)
-                accept.append(info.accept_prob)
-                depth.append(info.tree_depth)
-            if hook_fn is not None:
-                hook_fn(kernel, kernel._layout.unpack(kernel._state.z), stage, i)
-            if progbar is not None:
-                progbar.update(1)
-                if i % 20 == 0 or i == total - 1:
-                    progbar.set_postfix(kernel.logging(), refresh=False)
+        run = _run_flat if getattr(kernel, "_flat_state", False) else _run_generic
+        return run(kernel, warmup_steps, num_samples, num_chains, args, kwargs,
+                   initial_params, hook_fn, progbar, continue_state)
+
+
+def _tick(kernel, progbar, i, total):
+    if progbar is not None:
+        progbar.update(1)
+        if i % 20 == 0 or i == total - 1:
+            progbar.set_postfix(kernel.logging(), refresh=False)
+
+
+def _run_flat(kernel, warmup_steps, num_samples, num_chains, args, kwargs, initial_params,
+              hook_fn, progbar, continue_state):
+    # kernels with a flat batched state (HMC, NUTS): draws are read off the state
+    if continue_state is None:
+        kernel.setup(warmup_steps, *args, num_chains=num_chains,
+                     initial_params=initial_params, **kwargs)
+        total = warmup_steps + num_samples
+    else:
+        kernel._state = continue_state
+        kernel._t = kernel._warmup_steps
+        total = num_samples
+        warmup_steps = 0
+    draws, diverging, accept, depth = [], [], [], []
+    for i in range(total):
+        info = kernel.step()
+        stage = "Warmup" if i < warmup_steps else "Sample"
+        if i == warmup_steps - 1:
+            kernel.end_warmup()
+        if stage == "Sample":
+            draws.append(kernel._state.z)
+            diverging.append(info.diverging)
+            accept.append(info.accept_prob)
+            depth.append(info.tree_depth)
+        if hook_fn is not None:
+            hook_fn(kernel, kernel._layout.unpack(kernel._state.z), stage, i)
+        _tick(kernel, progbar, i, total)
     z = torch.stack(draws, 1) if draws else kernel._state.z.new_zeros(num_chains, 0, 0)
     stats = {
         "diverging": torch.stack(diverging, 1) if diverging else None,
@@ -52,17 +68,77 @@ def _run_chain(kernel, seed, warmup_steps, num_samples, num_chains, args, kwargs
         "tree_depth": torch.stack(depth, 1) if depth else None,
         "step_size": kernel._state.step_size,
     }
-    return z, stats
+    return z, stats, kernel._layout, kernel._state
+
+
+def _generic_layout(kernel, params):
+    compiled = getattr(kernel, "_compiled", None)
+    if compiled is not None:
+        return compiled.layout
+    transforms = getattr(kernel, "transforms", None) or {}
+    specs, offset = [], 0
+    for name, v in params.items():
+        t = transforms[name].inv if name in transforms else _Identity()
+        specs.append(SiteSpec(name, offset, v.numel(), v.shape, t))
+        offset += v.numel()
+    return FlatLayout(specs)
+
+
+def _run_generic(kernel, warmup_steps, num_samples, num_chains, args, kwargs, initial_params,
+                 hook_fn, progbar, continue_state):
+    # any kernel with Pyro's interface: setup, initial_params, sample(params) -> params
+    if num_chains != 1:
+        raise ValueError(f"{type(kernel).__name__} runs one chain at a time")
+    if continue_state is None:
+        if initial_params is not None:
+            kernel.initial_params = initial_params
+        kernel.setup(warmup_steps, *args, **kwargs)
+        params = kernel.initial_params
+        total = warmup_steps + num_samples
+    else:
+        params = continue_state
+        total = num_samples
+        warmup_steps = 0
+    if params is None:
+        raise ValueError(f"{type(kernel).__name__}.setup() left no initial_params")
+    layout = None
+    draws = []
+    for i in range(total):
+        params = kernel.sample(params)
+        stage = "Warmup" if i < warmup_steps else "Sample"
+        if i == warmup_steps - 1:
+            kernel.end_warmup()
+        if stage == "Sample":
+            if layout is None:
+                layout = _generic_layout(kernel, params)
+            draws.append(layout.pack({k: v.detach() for k, v in params.items()}))
+        if hook_fn is not None:
+            hook_fn(kernel, params, stage, i)
+        _tick(kernel, progbar, i, total)
+    z = torch.stack(draws).unsqueeze(0)
+    stats = {"diverging": None, "accept_prob": None, "tree_depth": None, "step_size": None}
+    return z, stats, layout, params
+
+
+class _Identity:
+    def __call__(self, x):
+        return x
+
+    def inv(self, x):
+        return x
 
 
 def _worker(chain, kernel, seed, warmup_steps, num_samples, args, kwargs, initial_params,
             result_q):
     try:
-        z, stats = _run_chain(kernel, seed, warmup_steps, num_samples, 1, args, kwargs,
-                              initial_params, None, None)
-        result_q.put((chain, None, z, stats))
+        z, stats, layout, _ = _run_chain(kernel, seed, warmup_steps, num_samples, 1, args,
+                                         kwargs, initial_params, None, None)
+        result_q.put((chain, None, z, stats, layout))
     except BaseException as e:  # noqa: BLE001 - reported to the parent with its type
-        result_q.put((chain, f"{type(e).__name__}: {e}", None, None))
+        import traceback
+
+        tb = "".join(traceback.format_exception(e)[-4:])
+        result_q.put((chain, f"{type(e).__name__}: {e}\n{tb}", None, None, None))
 
 
 class MCMC:
@@ -155,15 +231,15 @@ class MCMC:
         bar = self._progbar(0)
         try:
             state = self._states[0] if continuing else None
-            out = _run_chain(self.kernel, seed, self.warmup_steps, self.num_samples,
-                             self.num_chains, args, kwargs, self.initial_params, self.hook_fn,
-                             bar, state)
+            z, stats, layout, state = _run_chain(
+                self.kernel, seed, self.warmup_steps, self.num_samples, self.num_chains, args,
+                kwargs, self.initial_params, self.hook_fn, bar, state)
         finally:
             if bar is not None:
                 bar.close()
-        self._states = [self.kernel._state]
-        self._layout = self.kernel._layout
-        return out
+        self._states = [state]
+        self._layout = layout
+        return z, stats
 
     def _run_sequential(self, seeds, args, kwargs, continuing):
         if self._kernels is None:
@@ -175,19 +251,21 @@ class MCMC:
             bar = self._progbar(c)
             try:
                 state = self._states[c] if continuing else None
-                results.append(_run_chain(kernel, seeds[c], self.warmup_steps,
-                                          self.num_samples, 1, args, kwargs,
-                                          self._chain_params(c), self.hook_fn, bar, state))
+                z, stats, layout, state = _run_chain(
+                    kernel, seeds[c], self.warmup_steps, self.num_samples, 1, args, kwargs,
+                    self._chain_params(c), self.hook_fn, bar, state)
             finally:
                 if bar is not None:
                     bar.close()
-            states.append(kernel._state)
+            results.append((z, stats))
+            states.append(state)
         self._states = states
-        self._layout = self._kernels[0]._layout
+        self._layout = layout
         return results
 
     def _run_parallel(self, seeds, args, kwargs):
         import multiprocessing as mp
+        import time
 
         ctx = mp.get_context(self.mp_context)
         result_q = ctx.Queue()
@@ -198,31 +276,45 @@ class MCMC:
                 self._chain_params(c), result_q), daemon=True)
             p.start()
             procs.append(p)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         try:
-            results = []
-            for c in range(self.num_chains):
+            results = {}
+            while len(results) < self.num_chains:
                 try:
-                    results.append(result_q.get(timeout=self.timeout))
+                    chain, error, *rest = result_q.get(timeout=0.5)
                 except _queue.Empty:
-                    raise TimeoutError(
-                        f"an MCMC worker gave no result within {self.timeout} s"
-                    ) from None
-                if results[-1][1] is not None:
-                    raise RuntimeError(
-                        f"MCMC worker for chain {results[-1][0]} failed: {results[-1][1]}"
-                    )
+                    # a worker that died without reporting (killed, crashed) never will
+                    dead = [c for c, p in enumerate(procs)
+                            if c not in results and p.exitcode is not None]
+                    if dead:
+                        time.sleep(0.5)  # its result may still be in the pipe
+                        if result_q.empty():
+                            raise RuntimeError(
+                                f"MCMC worker for chain {dead[0]} exited with code "
+                                f"{procs[dead[0]].exitcode} without a result"
+                            ) from None
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"MCMC workers gave no result within {self.timeout} s"
+                        ) from None
+                    continue
+                if error is not None:
+                    raise RuntimeError(f"MCMC worker for chain {chain} failed: {error}")
+                results[chain] = rest
         finally:
             for p in procs:
                 p.join(timeout=1)
                 if p.is_alive():
                     p.terminate()
-        results.sort(key=lambda r: r[0])  # completion order -> chain order
-        # the workers' compiled models cannot travel back; compile once here for unpacking
-        with torch.random.fork_rng(devices=[]):
-            self.kernel._build(1, args, kwargs, self._chain_params(0))
-        self._layout = self.kernel._layout
+                    p.join(timeout=1)
+        self._layout = results[0][2]
+        if getattr(self.kernel, "_flat_state", False):
+            # compiled models do not travel back from the workers: compile once here for
+            # the constrained values and deterministic sites
+            with torch.random.fork_rng(devices=[]):
+                self.kernel._build(1, args, kwargs, self._chain_params(0))
         self._states = None
-        return [(r[2], r[3]) for r in results]
+        return [(results[c][0], results[c][1]) for c in range(self.num_chains)]
 
     # ----- results -----
 
@@ -239,7 +331,8 @@ class MCMC:
                 self._cache["samples"] = compiled.constrained_samples(self._z)
             else:
                 layout = getattr(self, "_layout", None) or FlatLayout([])
-                self._cache["samples"] = layout.unpack(self._z)
+                self._cache["samples"] = {k: v.detach()
+                                          for k, v in layout.constrain(self._z).items()}
         return self._cache["samples"]
 
     def get_samples(self, num_samples=None, group_by_chain=False):
@@ -268,6 +361,8 @@ class MCMC:
         diag = _util.diagnostics(self.get_samples(group_by_chain=True))
         stats = self._stats
         chains = range(self._z.shape[0])
+        if stats["diverging"] is None:
+            return diag
         diag["divergences"] = {
             f"chain {c}": torch.nonzero(stats["diverging"][c]).reshape(-1).tolist()
             for c in chains
@@ -284,13 +379,17 @@ class MCMC:
     def summary(self, prob=0.9):
         """Print mean, std, median, credible interval, n_eff and r_hat of every site."""
         _util.print_summary(self.get_samples(group_by_chain=True), prob=prob)
-        print(f"Number of divergences: {int(self._stats['diverging'].sum())}")
+        if self._stats["diverging"] is not None:
+            print(f"Number of divergences: {int(self._stats['diverging'].sum())}")
 
     def to_inference_data(self):
         """The draws as an ArviZ ``InferenceData`` with posterior and log_likelihood
         groups."""
         try:
-            import arviz
+            with warnings.catch_warnings():
+                # ArviZ announces its own API changes on import
+                warnings.simplefilter("ignore", FutureWarning)
+                import arviz
         except ImportError as e:
             raise ImportError("to_inference_data needs arviz: pip install arviz") from e
         posterior = {k: v.detach().cpu().numpy()

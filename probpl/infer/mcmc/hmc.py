@@ -12,8 +12,18 @@ import torch
 from probpl.infer.autoguide.initialization import init_to_uniform
 from probpl.infer.mcmc.adaptation import WarmupAdapter
 from probpl.infer.mcmc.mcmc_kernel import MCMCKernel
-from probpl.infer.mcmc.potential import FlatLayout, SiteSpec, batched_potential_and_grad
-from probpl.infer.mcmc.trajectory import hmc_step, init_state
+from probpl.infer.mcmc.potential import (
+    FlatLayout,
+    SiteSpec,
+    batched_potential_and_grad,
+    compile_leaf,
+)
+from probpl.infer.mcmc.trajectory import (
+    hmc_step,
+    init_state,
+    leaf_example_inputs,
+    make_leaf_fn,
+)
 from probpl.infer.mcmc.util import CompiledModel
 
 
@@ -41,7 +51,13 @@ class HMC(MCMCKernel):
     :param bool full_mass: dense rather than diagonal mass matrix.
     :param dict transforms: site name to a transform from constrained to unconstrained space.
     :param int max_plate_nesting: accepted for compatibility.
-    :param bool jit_compile: trace and compile the potential and its gradient.
+    :param bool jit_compile: trace the leapfrog step (model potential, gradient, energy and
+        U-turn checks) once and run it as one compiled graph.  The default ``None`` compiles
+        whenever that is safe -- the model's control flow and shapes must not depend on the
+        latent values, which the tracer enforces and a comparison with eager evaluation at
+        two points confirms -- and silently evaluates eagerly otherwise; ``True`` also warns
+        when compiling fails, ``False`` never compiles.  The draws are the same either way
+        up to floating-point rounding.
     :param callable init_strategy: initialisation strategy.
     :param float target_accept_prob: target acceptance statistic for step size adaptation.
 
@@ -51,10 +67,14 @@ class HMC(MCMCKernel):
     """
 
     supports_vectorized_chains = True
+    _flat_state = True  # the driver reads draws off ``_state.z`` (see ``api._run_flat``)
+    # set by setup; compiled functions do not travel to worker processes
+    _runtime = ("_state", "_compiled", "_potential_and_grad", "_leaf", "_adapter", "_layout",
+                "_last_info")
 
     def __init__(self, model=None, potential_fn=None, step_size=1, trajectory_length=None,
                  num_steps=None, adapt_step_size=True, adapt_mass_matrix=True, full_mass=False,
-                 transforms=None, max_plate_nesting=None, jit_compile=False, jit_options=None,
+                 transforms=None, max_plate_nesting=None, jit_compile=None, jit_options=None,
                  ignore_jit_warnings=False, target_accept_prob=0.8,
                  init_strategy=init_to_uniform, min_stepsize=1e-10, max_stepsize=1e10):
         if (model is None) == (potential_fn is None):
@@ -80,6 +100,16 @@ class HMC(MCMCKernel):
         self._compiled = None
         self._initial_params = None
         self._last_info = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._runtime:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._state = self._compiled = self._last_info = None
 
     # ----- setup -----
 
@@ -111,17 +141,25 @@ class HMC(MCMCKernel):
         self._layout = layout
         return z, flat
 
+    def _leaf_builder(self, z, inv):
+        # the leaf function of the transition and example inputs to compile it with
+        return make_leaf_fn, lambda seed: leaf_example_inputs(z, inv, 1, seed)
+
     def setup(self, warmup_steps, *args, num_chains=1, initial_params=None, **kwargs):
         """Compile the model, find initial points for ``num_chains`` chains and start
         warm-up."""
         initial_params = self._initial_params if initial_params is None else initial_params
         z, flat = self._build(num_chains, args, kwargs, initial_params)
-        self._potential_and_grad = batched_potential_and_grad(flat, z, self.jit_compile)
+        self._potential_and_grad = batched_potential_and_grad(flat, z, False)
         dim = z.shape[-1]
         if self.full_mass:
             inv = torch.eye(dim, dtype=z.dtype, device=z.device).expand(num_chains, dim, dim)
         else:
             inv = torch.ones_like(z)
+        build, example_inputs = self._leaf_builder(z, inv)
+        self._leaf = compile_leaf(flat, build, example_inputs, self.jit_compile)
+        if self._leaf is None:
+            self._leaf = build(self._potential_and_grad)
         self._state = init_state(z, self._potential_and_grad, self.step_size, inv.clone())
         self._warmup_steps = warmup_steps
         self._adapter = WarmupAdapter(warmup_steps, self.adapt_step_size,
@@ -137,7 +175,7 @@ class HMC(MCMCKernel):
             steps = self.num_steps
         else:
             steps = (self.trajectory_length / state.step_size).floor().clamp(min=1).long()
-        return hmc_step(state, self._potential_and_grad, steps)
+        return hmc_step(state, self._potential_and_grad, steps, leaf_fn=self._leaf)
 
     def step(self):
         """Advance all chains one iteration (adapting during warm-up).

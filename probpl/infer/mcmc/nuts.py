@@ -3,7 +3,7 @@
 
 from probpl.infer.autoguide.initialization import init_to_uniform
 from probpl.infer.mcmc.hmc import HMC
-from probpl.infer.mcmc.trajectory import nuts_step
+from probpl.infer.mcmc.trajectory import make_nuts_leaf_fn, nuts_leaf_example_inputs, nuts_step
 
 
 class NUTS(HMC):
@@ -38,7 +38,7 @@ class NUTS(HMC):
 
     def __init__(self, model=None, potential_fn=None, step_size=1, adapt_step_size=True,
                  adapt_mass_matrix=True, full_mass=False, use_multinomial_sampling=True,
-                 transforms=None, max_plate_nesting=None, jit_compile=False, jit_options=None,
+                 transforms=None, max_plate_nesting=None, jit_compile=None, jit_options=None,
                  ignore_jit_warnings=False, target_accept_prob=0.8, max_tree_depth=10,
                  init_strategy=init_to_uniform):
         super().__init__(model, potential_fn, step_size, adapt_step_size=adapt_step_size,
@@ -50,8 +50,15 @@ class NUTS(HMC):
             raise ValueError(f"max_tree_depth must be at least 1, got {max_tree_depth}")
         self.max_tree_depth = max_tree_depth
 
+    def _leaf_builder(self, z, inv):
+        def build(potential_and_grad):
+            return make_nuts_leaf_fn(potential_and_grad, z.shape[0])
+
+        return build, lambda seed: nuts_leaf_example_inputs(z, inv, self.max_tree_depth, seed)
+
     def _transition(self, state):
-        return nuts_step(state, self._potential_and_grad, self.max_tree_depth)
+        return nuts_step(state, self._potential_and_grad, self.max_tree_depth,
+                         leaf_fn=self._leaf)
 
     def logging(self):
         out = super().logging()

@@ -169,23 +169,53 @@ def _eager_batched(flat_potential, vectorize):
     return potential_and_grad
 
 
+def traceable_potential_and_grad(flat_potential, num_chains):
+    """``z (C, D) -> (potential (C,), grad (C, D))`` for tracing: autograd on the model
+    (mapped over chains by ``torch.func.vmap`` when ``C > 1``)."""
+    if num_chains == 1:
+        return _eager_single(flat_potential)
+    return _eager_batched(flat_potential, vectorize=True)
+
+
 def _compiled(flat_potential, z_example):
-    from torch.fx.experimental.proxy_tensor import make_fx
+    from probpl.infer.mcmc.compile import compile_function
 
-    value_and_grad = torch.func.vmap(torch.func.grad_and_value(flat_potential))
-    # TorchScript runs the traced ATen graph without Python overhead per op; its tracing and
-    # deprecation warnings concern this internal use only
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with torch.enable_grad():
-            graph = make_fx(value_and_grad)(z_example)
-        traced = torch.jit.trace(graph, (z_example,), check_trace=False)
+    gen = torch.Generator(device=z_example.device).manual_seed(0)
+    other = z_example + 0.1 * torch.randn(z_example.shape, generator=gen,
+                                          dtype=z_example.dtype, device=z_example.device)
+    fn = traceable_potential_and_grad(flat_potential, z_example.shape[0])
+    return compile_function(fn, (z_example,), [(other,)])
 
-    def potential_and_grad(z):
-        grad, pe = traced(z)
-        return pe, grad
 
-    return potential_and_grad
+def compile_leaf(flat_potential, build, example_inputs, jit_compile=None):
+    """Compile a leaf function of the trajectory (for instance
+    :func:`~probpl.infer.mcmc.trajectory.leaf_step`: leapfrog step, potential and gradient,
+    energy error and U-turn checks) into one graph.
+
+    :param callable flat_potential: ``z (D,) -> potential energy``.
+    :param callable build: ``potential_and_grad -> leaf function``.
+    :param callable example_inputs: ``seed -> example inputs of the leaf function``.
+    :param bool jit_compile: ``True`` compiles and warns when that fails, ``None`` compiles
+        when possible and silently keeps eager evaluation otherwise, ``False`` does not
+        compile.
+    :returns: the compiled leaf function, or ``None``.
+    """
+    if jit_compile is False:
+        return None
+    from probpl.infer.mcmc.compile import compile_function
+
+    try:
+        inputs = example_inputs(0)
+        fn = build(traceable_potential_and_grad(flat_potential, inputs[0].shape[0]))
+        return compile_function(fn, inputs, [example_inputs(1)])
+    except Exception as e:  # noqa: BLE001 - any tracing failure falls back to eager mode
+        if jit_compile:
+            warnings.warn(
+                f"jit_compile=True: could not compile the potential ({type(e).__name__}: "
+                f"{e}); falling back to eager evaluation",
+                RuntimeWarning,
+            )
+        return None
 
 
 def batched_potential_and_grad(flat_potential, z_example, jit_compile=False):

@@ -9,7 +9,12 @@ variable elimination in log space:
   values), optionally followed by a semiring sum over some dims;
 - ``REDUCE``: a semiring sum over dims of one factor;
 - ``PLATE``: a product over plate dims (a plain sum of log values, scaled by
-  the size of plates along which the factor is constant).
+  the size of plates along which the factor is constant);
+- ``CHAIN``: the elimination of every variable of a markov chain at once.  The
+  factors of each step are stacked into one tensor of transition matrices and
+  multiplied in log space by a parallel (tree-shaped) scan: a few batched
+  kernels and a few autograd nodes for the whole chain instead of a handful
+  per step.
 
 The semiring sum is ``logsumexp`` under the ``"log"`` ring and ``amax`` under
 the ``"max"`` ring.  Small pairwise contractions broadcast and reduce (two
@@ -27,10 +32,14 @@ import torch
 Factor = namedtuple("Factor", ["tensor", "dims"])
 Factor.__doc__ = """A tensor with one single-character symbol per dim in ``dims``."""
 
-PAIR, REDUCE, PLATE = 0, 1, 2
+PAIR, REDUCE, PLATE, CHAIN = 0, 1, 2, 3
 
 # Broadcast products above this many elements use the exp-einsum-log kernel.
 BROADCAST_LIMIT = 1 << 18
+
+# A markov chain is eliminated by a parallel scan when it has at least this many
+# variables and the first level of the scan stays under BROADCAST_LIMIT * 4 elements.
+CHAIN_MIN_LENGTH = 4
 
 
 class Program:
@@ -105,6 +114,53 @@ class Program:
             return a
         out = self._new("".join(d for d in dims if d not in plates))
         self.instructions.append((PLATE, a, out, red, multiplier))
+        return out
+
+    def chain(self, regs, order, plates, ordinal=frozenset()):
+        """Eliminate the chain variables ``order`` (symbols ``v_0 ... v_{n-1}``)
+        from registers ``regs``, each holding one or two consecutive variables
+        plus plate symbols from ``plates``; the result is named by ``plates``.
+
+        Factors are put in step slots: those on ``v_0`` alone make the initial
+        factor; those on ``v_t`` (and possibly ``v_{t-1}``) make the step-``t``
+        transition, laid out ``(v_{t-1}, v_t) + plates``.  Factors with the same
+        layout are stacked together at run time.
+        """
+        sizes = self.sizes
+        pos = {v: i for i, v in enumerate(order)}
+        size = sizes[order[0]]
+        plate_shape = tuple(sizes[p] for p in plates)
+        init, groups = [], {}
+        for r in regs:
+            dims = self.dims[r]
+            slot = max(pos[d] for d in dims if d in pos)
+            if slot == 0:
+                target = order[0] + plates
+                kind = "init"
+            elif order[slot - 1] in dims:
+                target = order[slot - 1] + order[slot] + plates
+                kind = "pair"
+            else:
+                target = order[slot] + plates
+                kind = "unary"
+            perm = tuple(dims.index(d) for d in target if d in dims)
+            shape = tuple(sizes[d] if d in dims else 1 for d in target)
+            if kind == "init":
+                init.append((r, perm, shape))
+            else:
+                key = (kind, perm, tuple(sizes[d] for d in dims), shape)
+                groups.setdefault(key, []).append((slot, r))
+        steps = []
+        for (kind, perm, _, shape), members in groups.items():
+            slots = [slot for slot, _ in members]
+            in_order = slots == list(range(1, len(order)))
+            if kind == "unary":
+                shape = (1,) + shape
+            steps.append((tuple(r for _, r in members), perm, shape, slots, in_order))
+        out = self._new(plates)
+        self.instructions.append(
+            (CHAIN, tuple(init), steps, out, len(order), size, plate_shape, {})
+        )
         return out
 
     def sumproduct(self, regs, elim, ordinal=frozenset()):
@@ -209,11 +265,61 @@ def run(program, tensors, records=None):
             if records is not None:
                 records.append((regs[a], dims, elim, ordinal))
             regs[out] = semiring_sum(regs[a], red)
-        else:
+        elif op == PLATE:
             _, a, out, red, multiplier = ins
             z = regs[a].sum(red) if red else regs[a]
             regs[out] = z * multiplier if multiplier != 1 else z
+        else:
+            regs[ins[3]] = _run_chain(ins, regs, program.ring)
     return regs
+
+
+def _canonical(t, perm, shape, lead=0):
+    if perm != tuple(range(len(perm))):
+        t = t.permute(tuple(range(lead)) + tuple(lead + i for i in perm))
+    if t.shape[lead:] != shape:
+        t = t.reshape(t.shape[:lead] + shape)
+    return t
+
+
+def _run_chain(ins, regs, ring):
+    _, init, steps, _, length, size, plate_shape, index_cache = ins
+    full = (length - 1, size, size) + plate_shape
+    trans = None
+    for members, perm, shape, slots, in_order in steps:
+        tensors = [regs[r] for r in members]
+        x = _canonical(torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0),
+                       perm, shape, lead=1)
+        if in_order:
+            trans = x if trans is None else trans + x
+            continue
+        if trans is None:
+            trans = x.new_zeros(())
+        trans = trans.expand(full) if trans.shape != full else trans
+        key = (id(members), x.device)
+        index = index_cache.get(key)
+        if index is None:
+            index = index_cache[key] = torch.tensor([s - 1 for s in slots], device=x.device)
+        trans = trans.index_add(0, index, x.expand((len(slots),) + full[1:]))
+    if trans.shape != full:
+        trans = trans.expand(full)
+    semiring_sum = torch.logsumexp if ring == "log" else torch.amax
+    # Parallel scan: multiply neighbouring transition matrices, level by level.
+    while trans.shape[0] > 1:
+        m = trans.shape[0]
+        h = m // 2
+        left = trans[0:2 * h:2].unsqueeze(3)
+        right = trans[1:2 * h:2].unsqueeze(1)
+        paired = semiring_sum(left + right, 2)
+        trans = torch.cat([paired, trans[2 * h:]]) if m % 2 else paired
+    trans = trans[0]
+    first = None
+    for r, perm, shape in init:
+        x = _canonical(regs[r], perm, shape)
+        first = x if first is None else first + x
+    if first is not None:
+        trans = trans + first.unsqueeze(1)
+    return semiring_sum(trans, (0, 1))
 
 
 def _pair_einsum(equation, x, y):

@@ -1,0 +1,91 @@
+"""Optimizer wrappers: per-parameter options, clipping, ClippedAdam, schedulers,
+state round trips."""
+
+import pytest
+import torch
+
+import probpl
+import probpl.optim as optim
+from probpl.optim.clipped_adam import ClippedAdam
+
+
+def _grads(values):
+    params = []
+    for name, g in values.items():
+        probpl.param(name, torch.zeros(2, dtype=torch.float64))
+        p = dict(probpl.get_param_store().named_parameters())[name]
+        p.grad = torch.full_like(p, g)
+        params.append(p)
+    return params
+
+
+def test_per_parameter_options_one_and_two_arguments():
+    params = _grads({"a": 1.0, "b": 1.0})
+    sgd = optim.SGD(lambda name: {"lr": 0.1 if name == "a" else 0.01})
+    sgd(params)
+    assert torch.allclose(probpl.param("a"), torch.full((2,), -0.1, dtype=torch.float64))
+    assert torch.allclose(probpl.param("b"), torch.full((2,), -0.01, dtype=torch.float64))
+    sgd2 = optim.SGD(lambda module, name: {"lr": 1.0})
+    params = _grads({"a": 1.0})
+    sgd2(params)
+    assert torch.allclose(probpl.param("a"), torch.full((2,), -1.1, dtype=torch.float64))
+
+
+def test_clip_norm_is_per_parameter():
+    params = _grads({"a": 3.0, "b": 0.1})
+    optim.SGD({"lr": 1.0}, clip_args={"clip_norm": 1.0})(params)
+    # a's gradient (norm 4.24) is scaled to norm 1; b's (norm 0.14) is left alone.
+    assert probpl.param("a").norm().item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.allclose(probpl.param("b"), torch.full((2,), -0.1, dtype=torch.float64))
+
+
+def test_clipped_adam_first_step_and_lr_decay():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = ClippedAdam([p], lr=0.1, clip_norm=1.0, lrd=0.5)
+    p.grad = torch.tensor([100.0, -0.5, 0.0])
+    opt.step()
+    # Adam's first step moves each coordinate by lr * sign(g) (the bias-corrected
+    # ratio is g / |g|), with lr already decayed to 0.05; a zero gradient stays put.
+    assert torch.allclose(p.detach(), torch.tensor([-0.05, 0.05, 0.0]), atol=1e-6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_exponential_lr_scheduler_and_late_params():
+    sched = optim.ExponentialLR({"optimizer": torch.optim.SGD, "optim_args": {"lr": 1.0},
+                                 "gamma": 0.5})
+    sched.step()  # nothing to schedule yet: a no-op
+    sched(_grads({"a": 1.0}))
+    sched.step()
+    assert sched.optim.param_groups[0]["lr"] == pytest.approx(0.5)
+    sched(_grads({"a": 1.0, "b": 1.0}))
+    assert sched.optim.param_groups[-1]["lr"] == pytest.approx(1.0)  # b starts afresh
+    sched.step()
+    lrs = [g["lr"] for g in sched.optim.param_groups]
+    assert lrs == pytest.approx([0.25, 0.5])
+
+
+def test_state_round_trip_before_params_exist(tmp_path):
+    adam = optim.Adam({"lr": 0.1})
+    adam(_grads({"a": 1.0}))
+    adam.save(tmp_path / "o.pt")
+    state = adam.get_state()
+    assert set(state) == {"a"} and int(state["a"]["state"]["step"]) == 1
+    fresh = optim.Adam({"lr": 0.1})
+    fresh.load(tmp_path / "o.pt")
+    fresh(_grads({"a": 1.0}))
+    assert int(fresh.get_state()["a"]["state"]["step"]) == 2
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="optim_args"):
+        optim.Adam(3.0)
+    with pytest.raises(ValueError, match="clip_args"):
+        optim.Adam({}, clip_args={"clip": 1.0})
+    with pytest.raises(ValueError, match="optimizer"):
+        optim.StepLR({"step_size": 2})
+
+
+def test_every_torch_optimizer_is_wrapped():
+    for name in ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "ClippedAdam", "ExponentialLR",
+                 "ReduceLROnPlateau", "PyroOptim", "PyroLRScheduler"):
+        assert hasattr(optim, name)

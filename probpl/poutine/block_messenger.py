@@ -3,20 +3,35 @@
 from probpl.poutine.messenger import Messenger
 
 
+def _site_type(msg):
+    # Observed sample sites can be addressed as their own type, "observe".
+    if msg["type"] == "sample" and msg["is_observed"]:
+        return "observe"
+    return msg["type"]
+
+
 def _make_default_hide_fn(hide_all, expose_all, hide, expose, hide_types, expose_types):
+    # Naming what to hide means "only those"; naming what to expose means "all but those".
     if hide is not None or hide_types is not None:
-        hide_names = set(hide or ())
-        hide_t = set(hide_types or ())
-        return lambda msg: msg["name"] in hide_names or msg["type"] in hide_t
+        hide_all = False
     if expose is not None or expose_types is not None:
-        expose_names = set(expose or ())
-        expose_t = set(expose_types or ())
-        return lambda msg: not (msg["name"] in expose_names or msg["type"] in expose_t)
-    if expose_all:
-        return lambda msg: False
-    if hide_all:
-        return lambda msg: True
-    raise ValueError("block: nothing to hide or expose")
+        hide_all = True
+    if expose_all:  # overrides the default hide_all=True
+        hide_all = False
+    hide_names, hide_t = set(hide or ()), set(hide_types or ())
+    expose_names, expose_t = set(expose or ()), set(expose_types or ())
+    overlap = hide_names & expose_names
+    if overlap:
+        raise ValueError(f"block: sites {sorted(overlap)} are both hidden and exposed")
+
+    def hide_fn(msg):
+        kind = _site_type(msg)
+        if msg["name"] in hide_names or kind in hide_t:
+            return True
+        exposed = msg["name"] in expose_names or kind in expose_t
+        return hide_all and not exposed
+
+    return hide_fn
 
 
 class BlockMessenger(Messenger):

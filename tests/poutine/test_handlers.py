@@ -313,3 +313,14 @@ def test_log_prob_inf_free_for_factor_and_deterministic():
     assert tr.log_prob_sum().item() == pytest.approx(expected.item(), rel=1e-6)
     assert tr.nodes["d"]["value"].item() == pytest.approx(2 * z.item())
     assert math.isfinite(tr.log_prob_sum().item())
+
+
+def test_block_observe_type_and_expose_types():
+    tr = poutine.trace(poutine.block(model, hide_types=["observe"])).get_trace(DATA)
+    assert "x" not in tr.nodes and "z" in tr.nodes
+    tr = poutine.trace(poutine.block(model, expose_types=["sample"])).get_trace(DATA)
+    assert "z" in tr.nodes and "x" not in tr.nodes and "loc" not in tr.nodes
+    tr = poutine.trace(poutine.block(model, expose_all=True)).get_trace(DATA)
+    assert {"loc", "z", "x"} <= set(tr.nodes)
+    with pytest.raises(ValueError, match="both hidden and exposed"):
+        poutine.block(model, hide=["z"], expose=["z"])

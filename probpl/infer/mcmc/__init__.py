@@ -4,5 +4,6 @@ from probpl.infer.mcmc.api import MCMC
 from probpl.infer.mcmc.hmc import HMC
 from probpl.infer.mcmc.mcmc_kernel import MCMCKernel
 from probpl.infer.mcmc.nuts import NUTS
+from probpl.infer.mcmc.rwkernel import RandomWalkKernel
 
-__all__ = ["HMC", "MCMC", "MCMCKernel", "NUTS"]
+__all__ = ["HMC", "MCMC", "MCMCKernel", "NUTS", "RandomWalkKernel"]

@@ -33,6 +33,7 @@ class ParamStoreDict:
         self._constraints = {}  # name -> constraint
         self._event_dims = {}
         self._param_to_name = {}  # id(unconstrained tensor) -> name
+        self._transforms = {}  # name -> bijection of its constraint (looked up once)
 
     # ----- dict interface (constrained values) -----
 
@@ -41,6 +42,7 @@ class ParamStoreDict:
         self._constraints.clear()
         self._event_dims.clear()
         self._param_to_name = {}  # id(unconstrained tensor) -> name
+        self._transforms.clear()
 
     def __len__(self):
         return len(self._params)
@@ -80,13 +82,17 @@ class ParamStoreDict:
         unconstrained = self._params.pop(name)
         self._constraints.pop(name, None)
         self._event_dims.pop(name, None)
+        self._transforms.pop(name, None)
         self._param_to_name.pop(id(unconstrained), None)
 
     def _constrain(self, name, unconstrained):
-        constraint = self._constraints[name]
-        if constraint is constraints.real:
-            return unconstrained
-        value = _bijection(constraint)(unconstrained)
+        transform = self._transforms.get(name)
+        if transform is None:
+            constraint = self._constraints[name]
+            if constraint is constraints.real:
+                return unconstrained
+            transform = self._transforms[name] = _bijection(constraint)
+        value = transform(unconstrained)
         value.unconstrained = weakref.ref(unconstrained)
         return value
 
@@ -104,6 +110,7 @@ class ParamStoreDict:
             self._param_to_name.pop(id(old), None)
         self._params[name] = unconstrained
         self._constraints[name] = constraint
+        self._transforms.pop(name, None)
         self._param_to_name[id(unconstrained)] = name
 
     # ----- the param statement -----
@@ -162,6 +169,7 @@ class ParamStoreDict:
             self._param_to_name.pop(id(old), None)
         self._params[name] = unconstrained
         self._constraints[name] = constraint
+        self._transforms.pop(name, None)
         if event_dim is not None:
             self._event_dims[name] = event_dim
         self._param_to_name[id(unconstrained)] = name

@@ -4,7 +4,11 @@
 :func:`trace_factors` turns a trace recorded under
 :class:`~probpl.poutine.enum_messenger.EnumMessenger` into packed factors
 (:mod:`probpl.ops.contract`), naming each plate and each enumeration dim by a
-symbol.  :func:`log_density_sum_enumerated` and :func:`enumerated_log_density`
+symbol.  :func:`compute_log_probs` computes the log-densities of such a trace
+in groups: sites with the same distribution type and shapes (the steps of a
+``markov`` loop) are evaluated as one stacked batch, and an enumerated
+categorical's log-density is its normalised logits, moved to its enumeration
+dim.  :func:`log_density_sum_enumerated` and :func:`enumerated_log_density`
 give the log joint density of a model with its enumerated sites summed out,
 which is what an MCMC potential needs when a model mixes continuous latents
 with discrete ones.
@@ -114,22 +118,30 @@ _STACKABLE = {
 
 
 def _unexpand(t):
-    """The tensor ``t`` was expanded from (by a plate), when that is certain;
-    else ``t``.  ``_unexpand(t).expand(t.shape)`` equals ``t`` (the result may
-    have fewer dims), and using it leaves the expansion out of the graph."""
+    """The tensor that a plate expanded into ``t``, when that is certain; else
+    ``t``.  ``_unexpand(t).expand(t.shape)`` equals ``t`` (the result may have
+    fewer dims), and computing from it leaves the expansion out of the autograd
+    graph.  Tensors without gradients are returned as they are."""
+    if not t.requires_grad:
+        return t
     b = t._base
-    if b is None or b.dim() > t.dim() or b.storage_offset() != t.storage_offset() \
-            or b.dtype != t.dtype or b.requires_grad != t.requires_grad:
+    if b is None or not b.requires_grad or b.dtype != t.dtype \
+            or b.storage_offset() != t.storage_offset():
         return t
-    lead = t.dim() - b.dim()
-    t_stride = t.stride()
-    if any(t_stride[i] != 0 for i in range(lead)):
+    t_shape, b_shape, t_stride = t.shape, b.shape, t.stride()
+    lead = len(t_shape) - len(b_shape)
+    if lead < 0:
         return t
-    for bn, tn, bs, ts in zip(b.shape, t.shape[lead:], b.stride(), t_stride[lead:]):
-        if bn == tn:
-            if bs != ts and bn != 1:
+    for i in range(lead):
+        if t_stride[i]:
+            return t
+    # b.expand(t.shape) must give t's strides exactly.
+    for i, (bn, bs) in enumerate(zip(b_shape, b.stride())):
+        j = lead + i
+        if bn == t_shape[j]:
+            if bs != t_stride[j]:
                 return t
-        elif bn != 1 or ts != 0:
+        elif bn != 1 or t_stride[j]:
             return t
     return b
 
@@ -147,16 +159,46 @@ def _broadcast_shape(a, b):
     return shape
 
 
+_CLASS_PARAMS = {}  # distribution class -> parameter names; () when not grouped
+_ENUM_SHAPES = {}  # (logits shape, enumeration dim) -> log-density shape
+
+
+def _class_params(cls):
+    names = _CLASS_PARAMS.get(cls)
+    if names is None:
+        base = cls if cls in _STACKABLE else cls.__mro__[1]
+        names = _STACKABLE.get(base, ())
+        # A subclass that computes differently is evaluated on its own.
+        if cls is not base and ("log_prob" in cls.__dict__ or "__init__" in cls.__dict__):
+            names = ()
+        _CLASS_PARAMS[cls] = names
+    return names
+
+
+def _enum_shape(shape, dim):
+    key = (shape, dim)
+    found = _ENUM_SHAPES.get(key)
+    if found is None:
+        if len(_ENUM_SHAPES) > 4096:
+            _ENUM_SHAPES.clear()
+        batch, size = shape[:-1], shape[-1]
+        if -dim > len(batch):
+            found = (size,) + (1,) * (-1 - dim - len(batch)) + batch
+        else:
+            found = batch[:len(batch) + dim] + (size,) + batch[len(batch) + dim + 1:]
+        _ENUM_SHAPES[key] = found = torch.Size(found)
+    return found
+
+
 def _stack_key(site):
     """``(key, tensors)`` when ``site``'s log-density can be computed in a batch
     with other sites of the same key, else ``None``.
 
     ``tensors`` are the inputs to stack (parameters, then the value, with any
-    plate expansion undone), left-padded with singleton dims to one rank; the
-    key ends with the shape of the site's log-density.
+    plate expansion undone); the key ends with the shape of the site's
+    log-density.
     """
     fn, value, infer = site["fn"], site["value"], site["infer"]
-    cls = type(fn)
     params = fn.__dict__
     if infer.get("_enum_support") is value:
         # An enumerated categorical: only its normalised logits are needed.
@@ -165,18 +207,12 @@ def _stack_key(site):
         else:
             t, kind = params["probs"], "probs"
         dim = infer["_enumerate_dim"]
-        batch = t.shape[:-1]
-        size = t.shape[-1]
-        if -dim > len(batch):
-            shape = (size,) + (1,) * (-1 - dim - len(batch)) + batch
-        else:
-            shape = batch[:len(batch) + dim] + (size,) + batch[len(batch) + dim + 1:]
+        shape = _enum_shape(t.shape, dim)
         t = _unexpand(t)
         return ("enum", kind, t.shape, t.dtype, t.device, dim, shape), (t,)
-    base = cls if cls in _STACKABLE else cls.__mro__[1]
-    names = _STACKABLE.get(base)
-    if names is None or "log_prob" in cls.__dict__ or "__init__" in cls.__dict__ \
-            or not isinstance(value, torch.Tensor) or fn._validate_args:
+    cls = type(fn)
+    names = _class_params(cls)
+    if not names or fn._validate_args or not isinstance(value, torch.Tensor):
         # (A validating distribution checks its value's support in log_prob.)
         return None
     tensors = [_unexpand(params[n]) for n in names]
@@ -241,7 +277,11 @@ def compute_log_probs(tr):
 
 def _store(site, lp):
     site["unscaled_log_prob"] = lp
-    site["log_prob"] = scale_and_mask(lp, site["scale"], site["mask"])
+    scale, mask = site["scale"], site["mask"]
+    if mask is None and type(scale) in (int, float) and scale == 1:
+        site["log_prob"] = lp
+    else:
+        site["log_prob"] = scale_and_mask(lp, scale, mask)
 
 
 class Symbols:
@@ -293,26 +333,29 @@ def pack_site(name, site, tensor, dim_to_symbol):
     """Pack a right-aligned batch tensor of ``site`` with an error that names it."""
     shape = tensor.shape
     n = len(shape)
-    dims, sizes = [], []
+    dims = []
+    get = dim_to_symbol.get
+    squeeze = False
     for i, size in enumerate(shape):
-        if size != 1:
-            sym = dim_to_symbol.get(i - n)
-            if sym is None:
-                plates = ", ".join(
-                    f"'{f.name}' (dim {f.dim}, size {f.size})"
-                    for f in site["cond_indep_stack"] if f.dim is not None
-                ) or "none"
-                raise ValueError(
-                    f"sample site '{name}': log_prob of shape {tuple(shape)} has size {size} at "
-                    f"dim {i - n}, which is neither a plate dim nor an enumeration dim "
-                    f"(plates: {plates}); wrap the site in a plate for that dim, use "
-                    ".to_event() for event dims, or raise max_plate_nesting if enumeration dims "
-                    "were placed where plates live"
-                )
-            dims.append(sym)
-            sizes.append(size)
-    if len(sizes) != n:
-        tensor = tensor.reshape(sizes)
+        if size == 1:
+            squeeze = True
+            continue
+        sym = get(i - n)
+        if sym is None:
+            plates = ", ".join(
+                f"'{f.name}' (dim {f.dim}, size {f.size})"
+                for f in site["cond_indep_stack"] if f.dim is not None
+            ) or "none"
+            raise ValueError(
+                f"sample site '{name}': log_prob of shape {tuple(shape)} has size {size} at "
+                f"dim {i - n}, which is neither a plate dim nor an enumeration dim "
+                f"(plates: {plates}); wrap the site in a plate for that dim, use "
+                ".to_event() for event dims, or raise max_plate_nesting if enumeration dims "
+                "were placed where plates live"
+            )
+        dims.append(sym)
+    if squeeze:
+        tensor = tensor.reshape([size for size in shape if size != 1])
     return Factor(tensor, "".join(dims))
 
 
@@ -368,7 +411,7 @@ def trace_factors(model_trace, exclude=(), symbols=None):
         if not isinstance(log_prob, torch.Tensor):
             log_prob = torch.as_tensor(log_prob)
         factor = pack_site(name, site, log_prob, dim_to_symbol)
-        if any(d in sum_dims for d in factor.dims):
+        if not sum_dims.isdisjoint(factor.dims):
             scale = site["scale"]
             if not (isinstance(scale, (int, float)) and scale == 1):
                 factor = pack_site(

@@ -44,11 +44,13 @@ import warnings
 import torch
 
 from probpl.infer.elbo import validation_off
-from probpl.infer.trace_elbo import Trace_ELBO, _to_float, check_finite
+from probpl.infer.svi import _ParamCapture
+from probpl.infer.trace_elbo import Trace_ELBO, check_finite
 from probpl.infer.trace_mean_field_elbo import TraceMeanField_ELBO
 from probpl.infer.tracegraph_elbo import TraceGraph_ELBO
 from probpl.params import _PYRO_PARAM_STORE
 from probpl.poutine.messenger import Messenger, block_messengers
+from probpl.poutine.runtime import _PYRO_STACK
 from probpl.primitives import param
 
 
@@ -99,19 +101,77 @@ def _as_tensor(x):
 
 class _Entry:
     """What one (model, guide, argument shapes) key has learnt: the parameters
-    it touches and, once recorded, the compiled step (``None``: run eagerly)."""
+    it touches and, once recorded, the compiled step."""
 
-    __slots__ = ("names", "params", "fn", "eager")
+    __slots__ = ("names", "params", "grad_args", "fn", "mode", "used")
 
     def __init__(self, names):
-        self.names = names
-        self.params = None
+        self.names = names  # {param name: None}, in order of first use
+        self.params = None  # their unconstrained tensors when recorded
+        self.grad_args = None  # positions of tensor arguments that require grad
         self.fn = None
-        self.eager = False
+        self.mode = None  # "trace", "trace_forward", "compile" or "eager"
+        self.used = ()  # which gradient targets the recorded step returns
+
+
+def _rng_state():
+    cuda = None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = torch.cuda.get_rng_state_all()
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+def _same(outputs, reference):
+    if len(outputs) != len(reference):
+        return False
+    return all(
+        a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True)
+        for a, b in zip(outputs, reference)
+    )
+
+
+def _trace_with_gradients(body, params, tensors, options):
+    """Record ``body``, backward pass included, as one TorchScript function to
+    run without autograd. ``torch.jit.trace`` alone cannot follow autograd into
+    tensors it saved for backward, so the operations are first recorded at the
+    ATen level with ``make_fx``, whose graph is then traced."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gm = make_fx(body)(params, tensors)
+    inputs = {t.untyped_storage().data_ptr() for t in params + tensors}
+    for value in list(gm.buffers()) + list(gm.parameters()):
+        if value.requires_grad or value.untyped_storage().data_ptr() in inputs:
+            raise RuntimeError(f"a tensor that requires grad was recorded as a constant "
+                               f"({tuple(value.shape)})")
+    with torch.no_grad():
+        fn = torch.jit.trace(gm, (params, tensors), **options)
+    try:
+        # Constants inlined and folded: fewer operations per call.
+        return torch.jit.freeze(fn.eval())
+    except Exception:
+        return fn
+
+
+def _announce(names):
+    """Tell the handlers outside that the step read these parameters (SVI
+    optimises what it hears of). SVI's own listener only needs the names."""
+    stack = _PYRO_STACK
+    if all(type(h) is _ParamCapture for h in stack):
+        for h in stack:
+            h.names.update(names)
+        return
+    for name in names:
+        param(name)
 
 
 class _CompiledLossAndGrads:
-    """Mixin compiling ``_loss_and_surrogate`` of a Trace_ELBO subclass."""
+    """Mixin compiling the step of a Trace_ELBO subclass."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -120,50 +180,55 @@ class _CompiledLossAndGrads:
                              "use the eager ELBO")
         options = dict(self.jit_options or {})
         self._compiler = options.pop("compiler", "trace")
-        if self._compiler not in ("trace", "compile"):
-            raise ValueError(f"jit_options['compiler'] must be 'trace' or 'compile', got "
-                             f"{self._compiler!r}")
+        if self._compiler not in ("trace", "trace_forward", "compile"):
+            raise ValueError("jit_options['compiler'] must be 'trace', 'trace_forward' or "
+                             f"'compile', got {self._compiler!r}")
         self._compiler_options = options
         self._entries = {}
 
     # ----- recording -----
 
-    def _body(self, model, guide, template):
+    def _body(self, model, guide, template, grad_args, with_grads, reference):
+        """The function to record: ``(params, tensors) -> (loss, *gradients)``, or
+        ``-> (loss, surrogate)`` when the backward pass is left to autograd."""
+
         def body(params, tensors):
             args, kwargs = _rebuild(template, iter(tensors))
             loss, surrogate, _ = self._loss_and_surrogate(model, guide, args, kwargs)
-            return _as_tensor(loss), _as_tensor(surrogate)
+            loss = _as_tensor(loss).detach()
+            if not with_grads:
+                return loss, _as_tensor(surrogate)
+            targets = params + tuple(tensors[i] for i in grad_args)
+            grads = (None,) * len(targets)
+            if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad and targets:
+                grads = torch.autograd.grad(surrogate, targets, allow_unused=True)
+            used = tuple(i for i, g in enumerate(grads) if g is not None)
+            out = (loss,) + tuple(grads[i] for i in used)
+            reference[:] = [used, out]
+            return out
 
         return body
 
-    def _record(self, entry, model, guide, template, params, tensors):
-        """Fill ``entry.fn``, or mark it eager (with a warning saying why)."""
-        body = self._body(model, guide, template)
-        if self._compiler == "compile":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                importlib.import_module("torch._inductor.compile_fx")
-            entry.fn = torch.compile(body, **self._compiler_options)
-            return
+    def _trace(self, body, params, tensors, with_grads):
+        """``(traced function, None)`` or ``(None, reason)``."""
         store = _PYRO_PARAM_STORE._params
         before = dict(store)
         options = {"check_trace": False, **self._compiler_options}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                fn = torch.jit.trace(body, (params, tensors), **options)
+                if with_grads:
+                    fn = _trace_with_gradients(body, params, tensors, options)
+                else:
+                    fn = torch.jit.trace(body, (params, tensors), **options)
             except Exception as e:  # untraceable code: keep the step eager
-                fn = None
-                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                text = str(e).splitlines()[0] if str(e) else ""
+                fn, reason = None, f"{type(e).__name__}: {text}"
         changed = [k for k, v in store.items() if before.get(k) is not v]
-        if fn is not None and changed:
-            fn, reason = None, f"the loss writes the param store ({', '.join(changed)})"
+        if changed:
+            return None, f"the loss writes the param store ({', '.join(changed)})"
         if fn is None:
-            entry.eager = True
-            warnings.warn(f"{type(self).__name__}: cannot trace this model and guide "
-                          f"({reason}); running the eager ELBO instead", UserWarning,
-                          stacklevel=4)
-            return
+            return None, reason
         if not self.ignore_jit_warnings:
             for w in caught:
                 # Constants made from Python numbers are what static structure means.
@@ -171,51 +236,121 @@ class _CompiledLossAndGrads:
                     w.message
                 ).startswith("torch.tensor results are registered as constants"):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        entry.fn = fn
+        return fn, None
+
+    def _record(self, entry, model, guide, template, params, tensors):
+        """Record the step and run it once: returns its outputs, or None when the
+        step must stay eager (``entry.mode == "eager"``, with a warning why)."""
+        mode = self._compiler
+        if mode == "compile":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                importlib.import_module("torch._inductor.compile_fx")
+            body = self._body(model, guide, template, entry.grad_args, False, None)
+            entry.fn, entry.mode = torch.compile(body, **self._compiler_options), mode
+            return self._run(entry, params, tensors)
+        state = _rng_state()
+        reason = None
+        if mode == "trace":
+            # Record forward *and* backward: the tracer sees the ops autograd runs.
+            # Check the recording against the eager gradients it was traced from,
+            # drawing the same random numbers.
+            reference = []
+            body = self._body(model, guide, template, entry.grad_args, True, reference)
+            fn, reason = self._trace(body, params, tensors, True)
+            if fn is not None:
+                entry.fn, entry.mode, entry.used = fn, mode, reference[0]
+                _set_rng_state(state)
+                out = self._run(entry, params, tensors)
+                if _same(out[0], reference[1]):
+                    return out
+                _set_rng_state(state)
+            mode = "trace_forward"
+        if reason is None or not reason.startswith("the loss writes"):
+            body = self._body(model, guide, template, entry.grad_args, False, None)
+            fn, reason = self._trace(body, params, tensors, False)
+        if fn is None:
+            entry.fn, entry.mode = None, "eager"
+            _set_rng_state(state)
+            warnings.warn(f"{type(self).__name__}: cannot trace this model and guide "
+                          f"({reason}); running the eager ELBO instead", UserWarning,
+                          stacklevel=4)
+            return None
+        entry.fn, entry.mode = fn, mode
+        _set_rng_state(state)
+        return self._run(entry, params, tensors)
+
+    def _run(self, entry, params, tensors):
+        """``(outputs, gradient targets)`` of one recorded step."""
+        if entry.mode == "trace":
+            with torch.no_grad():
+                out = entry.fn(params, tensors)
+            return out, params + tuple(tensors[i] for i in entry.grad_args)
+        with warnings.catch_warnings():
+            # The compiler's own imports raise deprecation warnings on first use.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return entry.fn(params, tensors), None
 
     # ----- stepping -----
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         key = self._validation_key(model, guide, args, kwargs)
         entry = self._entries.get(key)
-        if entry is None:
-            # First step: eager, with every check, listening for the parameters.
-            with _ParamNames() as recorder:
-                loss = super().loss_and_grads(model, guide, *args, **kwargs)
-            self._entries[key] = _Entry(list(recorder.names))
-            self._validated.add(key)
-            return loss
-        if entry.eager:
+        if entry is not None and entry.mode == "eager":
             return super().loss_and_grads(model, guide, *args, **kwargs)
-        store = _PYRO_PARAM_STORE._params
-        names = entry.names
-        params = entry.params
-        if params is None or any(store.get(n) is not p for n, p in zip(names, params)):
-            entry.fn = None
-            params = entry.params = tuple(store[n] for n in names if n in store)
         tensors = []
         template = _flatten((args, kwargs), tensors)
         tensors = tuple(tensors)
+        grad_args = tuple(i for i, t in enumerate(tensors) if t.requires_grad)
+        store = _PYRO_PARAM_STORE._params
+        if entry is not None and (
+            grad_args != entry.grad_args
+            or any(store.get(n) is not p for n, p in zip(entry.names, entry.params))
+        ):
+            entry = None  # new parameter tensors (a reloaded store): start again
+        if entry is None:
+            # An eager step, with every check on the first, listening for the
+            # parameters; the next step records.
+            with _ParamNames() as recorder:
+                loss = super().loss_and_grads(model, guide, *args, **kwargs)
+            names = {n: None for n in recorder.names if n in store}
+            entry = self._entries[key] = _Entry(names)
+            entry.params = tuple(store[n] for n in names)
+            entry.grad_args = grad_args
+            self._validated.add(key)
+            return loss
+        params = entry.params
         with block_messengers(lambda h: True), validation_off():
             if entry.fn is None:
-                self._record(entry, model, guide, template, params, tensors)
-                if entry.eager:
-                    return super().loss_and_grads(model, guide, *args, **kwargs)
-            with warnings.catch_warnings():
-                # The compiler's own imports raise deprecation warnings on first use.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                loss, surrogate = entry.fn(params, tensors)
-        # Announce the parameters to handlers outside (SVI updates what it sees).
-        for name in names:
-            param(name)
-        value = _to_float(loss)
+                result = self._record(entry, model, guide, template, params, tensors)
+            else:
+                result = self._run(entry, params, tensors)
+        if result is None:
+            return super().loss_and_grads(model, guide, *args, **kwargs)
+        out, targets = result
+        _announce(entry.names)
+        value = out[0].item()
         if value != value or value in (float("inf"), float("-inf")):
             # Re-run eagerly with checks on to name the offending site.
             with torch.no_grad():
                 loss, _, last = self._loss_and_surrogate(model, guide, args, kwargs)
             check_finite(value, last)
-        if surrogate.requires_grad:
-            surrogate.backward(retain_graph=self.retain_graph)
+        if targets is None:
+            surrogate = out[1]
+            if surrogate.requires_grad:
+                surrogate.backward(retain_graph=self.retain_graph)
+            return value
+        seen = set()
+        for i, g in zip(entry.used, out[1:]):
+            ptr = g.untyped_storage().data_ptr()
+            if g._base is not None or ptr in seen or not g.is_contiguous():
+                g = g.clone(memory_format=torch.contiguous_format)
+            seen.add(ptr)
+            t = targets[i]
+            if t.grad is None:
+                t.grad = g
+            else:
+                t.grad.add_(g)
         return value
 
 

@@ -86,28 +86,47 @@ class Trace_ELBO(ELBO):
         return model_trace, guide_trace
 
     def _particle(self, model_trace, guide_trace):
-        """``(elbo, surrogate_elbo)`` of one trace pair."""
-        elbo = 0.0
+        """``(elbo, surrogate_elbo)`` of one trace pair. For a guide made only of
+        reparameterised sites the surrogate *is* the ELBO (one tensor, so the
+        backward pass walks one sum rather than two)."""
+        plus = []
         for site in model_trace.nodes.values():
             if site["type"] == "sample" and not site["infer"].get("_subsample"):
-                elbo = elbo + site["log_prob_sum"]
-        surrogate = elbo
+                plus.append(site["log_prob_sum"])
+        minus = []
+        surrogate_terms = None  # terms of surrogate - elbo, once a site needs them
         terms = None
         for site in guide_trace.nodes.values():
             if not is_latent(site):
                 continue
             log_prob, score_function, entropy_term = site["score_parts"]
-            elbo = elbo - site["log_prob_sum"]
+            minus.append(site["log_prob_sum"])
+            if entropy_term is log_prob and is_identically_zero(score_function):
+                continue  # reparameterised: its surrogate term equals its ELBO term
+            if surrogate_terms is None:
+                surrogate_terms = []
+            # The surrogate keeps the entropy term in place of log q.
+            surrogate_terms.append(site["log_prob_sum"])
             if not is_identically_zero(entropy_term):
-                surrogate = surrogate - entropy_term.sum()
+                surrogate_terms.append(-entropy_term.sum())
             if not is_identically_zero(score_function):
                 if terms is None:
                     terms = _site_terms(model_trace, guide_trace)
                 signal = learning_signal(terms, site)
-                surrogate = surrogate + (score_function * signal).sum()
-        return elbo, surrogate
+                surrogate_terms.append((score_function * signal).sum())
+        elbo = _total(plus, minus)
+        if surrogate_terms is None:
+            return elbo, elbo
+        return elbo, elbo + _total(surrogate_terms, [])
 
     def _loss_and_surrogate(self, model, guide, args, kwargs):
+        if self.num_particles == 1 or self.vectorize_particles:
+            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+                elbo, surrogate = self._particle(model_trace, guide_trace)
+            if not self.vectorize_particles:
+                return -elbo, -surrogate, (model_trace, guide_trace)
+            weight = self._particle_weight
+            return -elbo * weight, -surrogate * weight, (model_trace, guide_trace)
         loss = 0.0
         surrogate_loss = 0.0
         last = None
@@ -139,6 +158,23 @@ class Trace_ELBO(ELBO):
         if isinstance(surrogate_loss, torch.Tensor) and surrogate_loss.requires_grad:
             surrogate_loss.backward(retain_graph=self.retain_graph)
         return loss
+
+
+def _total(plus, minus):
+    """``sum(plus) - sum(minus)`` of scalar terms, as few tensor ops as possible."""
+    if all(isinstance(t, torch.Tensor) and t.dim() == 0 for t in plus) and all(
+        isinstance(t, torch.Tensor) and t.dim() == 0 for t in minus
+    ):
+        if len(plus) > 2:
+            plus = [torch.stack(plus).sum()]
+        if len(minus) > 2:
+            minus = [torch.stack(minus).sum()]
+    total = plus[0] if plus else 0.0
+    for t in plus[1:]:
+        total = total + t
+    for t in minus:
+        total = total - t
+    return total
 
 
 def _to_float(x):

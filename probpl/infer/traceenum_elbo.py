@@ -196,13 +196,16 @@ class TraceEnum_ELBO(ELBO):
         value that later drifts out of support still shows as a non-finite
         loss, reported with the site that caused it.
         """
-        loss = 0.0
+        loss = None
         last = None
+        weight = self._particle_weight
         with self._validation_scope(model, guide, args, kwargs):
             for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                loss = loss - self._particle(model_trace, guide_trace) * self._particle_weight
+                elbo = self._particle(model_trace, guide_trace)
+                term = -elbo if weight == 1 else -elbo * weight
+                loss = term if loss is None else loss + term
                 last = (model_trace, guide_trace)
-        return loss, last
+        return (0.0 if loss is None else loss), last
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The negative ELBO (a surrogate whose gradient is unbiased)."""

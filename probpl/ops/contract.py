@@ -13,8 +13,14 @@ this plated factor graph, working from the innermost plates outwards: at each
 leaf ordinal it sums out the variables local to that ordinal (along an
 opt-einsum contraction path), then multiplies out the plates its parent lacks.
 Elimination along a markov chain is pairwise, so memory stays linear in the
-chain length.  The work is first planned symbolically and the plan is cached per
-trace structure, so that repeated contractions do little Python work.
+chain length.  A connected group of factors that forms a plain chain (each
+factor on one variable or two neighbours, all in one ordinal, e.g. the steps of
+a ``markov`` loop) is instead eliminated in one go: its per-step factors are
+stacked and multiplied by a parallel scan (see
+:mod:`probpl.ops.einsum.engine`), a few batched kernels rather than a few per
+step, forward and backward.  The work is first planned symbolically and the
+plan is cached per trace structure, so that repeated contractions do little
+Python work.
 
 A plan can also run in *recording* mode, keeping each elimination's joint
 factor so that :func:`sample_tensor_tree` can draw the eliminated variables

@@ -137,28 +137,36 @@ class Trace:
             where = _describe_site(name, site)
             raise ValueError(f"Error computing log_prob at {where}: {e}") from e
 
-    def compute_log_prob(self, site_filter=lambda name, site: True):
+    def compute_log_prob(self, site_filter=None):
         """Store ``log_prob`` (scaled and masked, batch-shaped), ``unscaled_log_prob``
         and ``log_prob_sum`` on every sample site that passes ``site_filter``."""
         for name, site in self.nodes.items():
-            if not _is_stochastic(site) or not site_filter(name, site):
+            if site["type"] != "sample" or "log_prob" in site:
                 continue
-            if "log_prob" in site:
+            if site["infer"].get("_subsample", False):
                 continue
-            lp = self._site_log_prob(name, site)
-            site["unscaled_log_prob"] = lp
-            lp = scale_and_mask(lp, site["scale"], site["mask"])
-            site["log_prob"] = lp
-            site["log_prob_sum"] = lp.sum()
+            if site_filter is not None and not site_filter(name, site):
+                continue
+            self._store_log_prob(name, site)
+
+    def _store_log_prob(self, name, site):
+        lp = self._site_log_prob(name, site)
+        site["unscaled_log_prob"] = lp
+        lp = scale_and_mask(lp, site["scale"], site["mask"])
+        site["log_prob"] = lp
+        site["log_prob_sum"] = lp.sum()
 
     def compute_score_parts(self):
         """Store ``score_parts`` (log_prob, score_function, entropy_term) on latent
         sites and ``log_prob`` on observed ones, each scaled and masked."""
         for name, site in self.nodes.items():
-            if not _is_stochastic(site) or "score_parts" in site:
+            if site["type"] != "sample" or "score_parts" in site:
+                continue
+            if site["infer"].get("_subsample", False):
                 continue
             if site["is_observed"]:
-                self.compute_log_prob(lambda n, s: n == name)
+                if "log_prob" not in site:
+                    self._store_log_prob(name, site)
                 continue
             try:
                 parts = site["fn"].score_parts(site["value"])
@@ -167,7 +175,12 @@ class Trace:
                     f"Error computing log_prob at {_describe_site(name, site)}: {e}"
                 ) from e
             site["unscaled_log_prob"] = parts.log_prob
-            parts = parts.scale_and_mask(site["scale"], site["mask"])
+            if parts.entropy_term is parts.log_prob:
+                # Reparameterised: scale once, so the parts stay one tensor.
+                lp = scale_and_mask(parts.log_prob, site["scale"], site["mask"])
+                parts = ScoreParts(lp, scale_and_mask(parts.score_function, 1.0, site["mask"]), lp)
+            else:
+                parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["score_parts"] = parts
             site["log_prob"] = parts.log_prob
             site["log_prob_sum"] = parts.log_prob.sum()

@@ -320,3 +320,18 @@ def test_chain_with_branch_or_cycle_is_not_scanned():
             OrderedDict([(frozenset(), [Factor(f.tensor, f.dims) for f in tree[frozenset()]])]),
             sum_dims, {}, ring="log")
         assert torch.isfinite(expected)
+
+
+def test_chain_scan_promotes_mixed_dtypes():
+    from probpl.ops.contract import _get_plan, _run
+
+    tree, sum_dims = _random_chain(9, 2, seed=1)
+    factors = tree[frozenset("i")]
+    # A float32 unary factor among float64 transitions (slot 3: not every step has one).
+    factors[-1] = Factor(factors[-1].tensor.detach().float(), factors[-1].dims)
+    tensors = [f.tensor for f in factors]
+    actual = contract_to_tensor(tree, sum_dims, {"i": 4})
+    reference = _run(_get_plan(tree, sum_dims, {"i": 4}, "log", allow_chain=False), tensors,
+                     total=True)
+    assert actual.dtype == torch.float64
+    assert torch.allclose(actual, reference, atol=1e-5)

@@ -8,6 +8,7 @@ sites) only when asked for.
 """
 
 import copy
+import io
 import queue as _queue
 import warnings
 
@@ -131,14 +132,18 @@ class _Identity:
 def _worker(chain, kernel, seed, warmup_steps, num_samples, args, kwargs, initial_params,
             result_q):
     try:
-        z, stats, layout, _ = _run_chain(kernel, seed, warmup_steps, num_samples, 1, args,
-                                         kwargs, initial_params, None, None)
-        result_q.put((chain, None, z, stats, layout))
+        out = _run_chain(kernel, seed, warmup_steps, num_samples, 1, args, kwargs,
+                         initial_params, None, None)
+        # tensors in a queue travel as shared-memory handles served by this process, which
+        # is about to exit: send plain bytes instead
+        buf = io.BytesIO()
+        torch.save(out[:3], buf)
+        result_q.put((chain, None, buf.getvalue()))
     except BaseException as e:  # noqa: BLE001 - reported to the parent with its type
         import traceback
 
         tb = "".join(traceback.format_exception(e)[-4:])
-        result_q.put((chain, f"{type(e).__name__}: {e}\n{tb}", None, None, None))
+        result_q.put((chain, f"{type(e).__name__}: {e}\n{tb}", None))
 
 
 class MCMC:
@@ -281,7 +286,7 @@ class MCMC:
             results = {}
             while len(results) < self.num_chains:
                 try:
-                    chain, error, *rest = result_q.get(timeout=0.5)
+                    chain, error, payload = result_q.get(timeout=0.5)
                 except _queue.Empty:
                     # a worker that died without reporting (killed, crashed) never will
                     dead = [c for c, p in enumerate(procs)
@@ -300,7 +305,7 @@ class MCMC:
                     continue
                 if error is not None:
                     raise RuntimeError(f"MCMC worker for chain {chain} failed: {error}")
-                results[chain] = rest
+                results[chain] = torch.load(io.BytesIO(payload), weights_only=False)
         finally:
             for p in procs:
                 p.join(timeout=1)

@@ -210,6 +210,13 @@ class _Simplifier:
             src = a[0]
             if isinstance(src, torch.fx.Node) and src.target is _aten.neg.default:
                 return src.args[0]
+        elif t is _aten.permute.default:
+            src = a[0]
+            if isinstance(src, torch.fx.Node) and src.target is _aten.permute.default:
+                inner, outer = src.args[1], a[1]
+                n = len(inner)
+                if all(inner[outer[i] % n] % n == i for i in range(n)):
+                    return src.args[0]
         elif t is _aten.where.self:
             if self._is_const_value(a[0], lambda v: v):
                 return a[1]
@@ -434,6 +441,13 @@ class _Recorder(torch.utils._python_dispatch.TorchDispatchMode):
         self.bind(x, node)
         return node
 
+    def _aliased(self, tensor):
+        if tensor._base is not None:
+            return True
+        ptr = tensor.untyped_storage().data_ptr()
+        return any(t is not tensor and t.untyped_storage().data_ptr() == ptr
+                   for t, _ in self.nodes.values())
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _READS and any(self.traced(a) for a in args):
@@ -441,13 +455,14 @@ class _Recorder(torch.utils._python_dispatch.TorchDispatchMode):
                 f"{func} reads the value of a traced tensor (data-dependent control flow)")
         if torch.Tag.nondeterministic_seeded in func.tags:
             raise DataDependentError(f"{func} draws random numbers")
-        out = func(*args, **kwargs)
-        target, mutated = func, None
+        target = func
         if func._schema.is_mutable:
+            # recorded out of place; only sound when no other tensor sees the update
             target = _functional_variant(func)
             mutated = args[0] if args else None
-            if target is None or not isinstance(out, torch.Tensor) or out is not mutated:
+            if target is None or not isinstance(mutated, torch.Tensor) or self._aliased(mutated):
                 raise DataDependentError(f"cannot record the in-place operation {func}")
+        out = func(*args, **kwargs)
         node_args = torch.utils._pytree.tree_map(self.node_of, args)
         node_kwargs = torch.utils._pytree.tree_map(self.node_of, kwargs)
         node = self.graph.call_function(target, node_args, node_kwargs)
@@ -460,12 +475,15 @@ class _Recorder(torch.utils._python_dispatch.TorchDispatchMode):
         return out
 
 
-def trace_graph(fn, inputs):
+def trace_graph(fn, inputs, functionalize=False):
     """Trace ``fn`` (a function of tensors returning a tuple of tensors) into a functional
     ATen graph by recording the operations it dispatches, gradients included.
 
+    :param bool functionalize: run ``fn`` under ``torch.func.functionalize``, which turns
+        in-place updates (of views too) into pure operations; ``fn`` must then take its
+        gradients with ``torch.func`` transforms rather than autograd.
     :raises DataDependentError: when ``fn`` reads a value computed from its inputs, draws
-        random numbers or makes an in-place update that has no functional form.
+        random numbers or makes an in-place update that cannot be recorded.
     """
     graph = torch.fx.Graph()
     root = torch.nn.Module()
@@ -476,17 +494,21 @@ def trace_graph(fn, inputs):
         a = x.detach().view(x.shape)
         recorder.bind(a, graph.placeholder(f"x{i}"))
         args.append(a)
+    run = torch.func.functionalize(fn) if functionalize else fn
     with torch.enable_grad(), recorder:
-        outputs = fn(*args)
+        outputs = run(*args)
     graph.output(tuple(recorder.node_of(o) for o in outputs))
     return torch.fx.GraphModule(root, graph)
 
 
-def compile_function(fn, inputs, check_inputs=()):
-    """Trace, simplify and script ``fn``.
+def compile_function(build, inputs, check_inputs=()):
+    """Trace, simplify and script a function.
 
-    :param callable fn: a function of tensors returning a tuple of tensors, with control
-        flow and shapes independent of the input values.
+    :param callable build: ``functional -> fn``, where ``fn`` is a function of tensors
+        returning a tuple of tensors, with control flow and shapes independent of the input
+        values; with ``functional=True`` it takes gradients by ``torch.func`` transforms.
+        The autograd form is traced first, the functional form (functionalized) when the
+        first records an in-place update it cannot represent.
     :param tuple inputs: example inputs.
     :param check_inputs: further input tuples at which the compiled function must agree
         with ``fn``.
@@ -497,7 +519,15 @@ def compile_function(fn, inputs, check_inputs=()):
     # and deprecation warnings concern this internal use only
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gm = simplify(trace_graph(fn, inputs), inputs)
+        try:
+            fn = build(False)
+            gm = trace_graph(fn, inputs)
+        except DataDependentError as e:
+            if "in-place" not in str(e):
+                raise
+            fn = build(True)
+            gm = trace_graph(fn, inputs, functionalize=True)
+        gm = simplify(gm, inputs)
         scripted = torch.jit.trace(gm, tuple(inputs), check_trace=False)
     for args in (tuple(inputs),) + tuple(check_inputs):
         expected = fn(*args)

@@ -10,11 +10,12 @@ when the model is first traced and is switched off in the loop.
 
 Chains are evaluated together: with several chains the single-chain potential is mapped
 over the chain dimension with ``torch.func.vmap`` (a model written for one chain needs no
-change), the gradient comes from one backward pass of the summed energies.  With
-``jit_compile=True`` the gradient and value function is traced once into an ATen graph
-(``make_fx``) and compiled with TorchScript, which removes the Python cost of the model,
-the distributions and autograd from the loop; like Pyro's ``jit_compile`` this requires a
-model whose control flow and shapes do not depend on the latent values.
+change), the gradient comes from one backward pass of the summed energies.  When compiled
+(:func:`compile_leaf`, the default of HMC and NUTS whenever it is safe) the whole leapfrog
+step around the value and gradient is traced once into a simplified ATen graph
+(:mod:`probpl.infer.mcmc.compile`) run by TorchScript, which removes the Python cost of the
+model, the distributions, autograd and the trajectory bookkeeping from the loop; this
+requires a model whose control flow and shapes do not depend on the latent values.
 """
 
 import warnings
@@ -169,12 +170,33 @@ def _eager_batched(flat_potential, vectorize):
     return potential_and_grad
 
 
-def traceable_potential_and_grad(flat_potential, num_chains):
-    """``z (C, D) -> (potential (C,), grad (C, D))`` for tracing: autograd on the model
-    (mapped over chains by ``torch.func.vmap`` when ``C > 1``)."""
-    if num_chains == 1:
-        return _eager_single(flat_potential)
-    return _eager_batched(flat_potential, vectorize=True)
+def traceable_potential_and_grad(flat_potential, num_chains, functional=False):
+    """``z (C, D) -> (potential (C,), grad (C, D))`` for tracing.
+
+    :param bool functional: use ``torch.func`` transforms for the gradient (which compose
+        with functionalization, see :func:`~probpl.infer.mcmc.compile.trace_graph`)
+        rather than autograd.  Autograd is preferred: it dispatches fused kernels (say,
+        ``binary_cross_entropy_with_logits``) where the transforms decompose them, and it
+        does not load ``torch._dynamo``, whose import costs seconds.
+    """
+    if not functional:
+        if num_chains == 1:
+            return _eager_single(flat_potential)
+        return _eager_batched(flat_potential, vectorize=True)
+    value_and_grad = torch.func.grad_and_value(flat_potential)
+    if num_chains > 1:
+        value_and_grad = torch.func.vmap(value_and_grad)
+
+        def potential_and_grad(z):
+            grad, pe = value_and_grad(z)
+            return pe, grad
+    else:
+
+        def potential_and_grad(z):
+            grad, pe = value_and_grad(z[0])
+            return pe.reshape(1), grad.unsqueeze(0)
+
+    return potential_and_grad
 
 
 def _compiled(flat_potential, z_example):
@@ -183,8 +205,10 @@ def _compiled(flat_potential, z_example):
     gen = torch.Generator(device=z_example.device).manual_seed(0)
     other = z_example + 0.1 * torch.randn(z_example.shape, generator=gen,
                                           dtype=z_example.dtype, device=z_example.device)
-    fn = traceable_potential_and_grad(flat_potential, z_example.shape[0])
-    return compile_function(fn, (z_example,), [(other,)])
+    def build(functional):
+        return traceable_potential_and_grad(flat_potential, z_example.shape[0], functional)
+
+    return compile_function(build, (z_example,), [(other,)])
 
 
 def compile_leaf(flat_potential, build, example_inputs, jit_compile=None):
@@ -206,8 +230,12 @@ def compile_leaf(flat_potential, build, example_inputs, jit_compile=None):
 
     try:
         inputs = example_inputs(0)
-        fn = build(traceable_potential_and_grad(flat_potential, inputs[0].shape[0]))
-        return compile_function(fn, inputs, [example_inputs(1)])
+
+        def make(functional):
+            pg = traceable_potential_and_grad(flat_potential, inputs[0].shape[0], functional)
+            return build(pg)
+
+        return compile_function(make, inputs, [example_inputs(1)])
     except Exception as e:  # noqa: BLE001 - any tracing failure falls back to eager mode
         if jit_compile:
             warnings.warn(

@@ -295,6 +295,9 @@ def _run_chain(ins, regs, ring):
             continue
         if trans is None:
             trans = x.new_zeros(())
+        elif trans.dtype != x.dtype:
+            dtype = torch.promote_types(trans.dtype, x.dtype)
+            trans, x = trans.to(dtype), x.to(dtype)
         trans = trans.expand(full) if trans.shape != full else trans
         key = (id(members), x.device)
         index = index_cache.get(key)

@@ -1,0 +1,184 @@
+"""JitTrace_ELBO: the recorded step gives the eager step's loss and gradients,
+draws afresh each step, records again when parameters or shapes change, and
+falls back to the eager ELBO (with a warning) where it cannot record."""
+
+import pytest
+import torch
+
+import probpl
+import probpl.distributions as dist
+from probpl.distributions import constraints
+from probpl.infer.autoguide import AutoNormal
+from probpl.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
+from probpl.infer.svi import SVI
+from probpl.infer.trace_elbo import Trace_ELBO
+from probpl.infer.trace_mean_field_elbo import TraceMeanField_ELBO
+from probpl.infer.tracegraph_elbo import TraceGraph_ELBO
+from probpl.optim import Adam
+
+DATA = torch.linspace(-1.0, 2.0, 10)
+
+
+def model(x):
+    a = probpl.sample("a", dist.Normal(0.0, 1.0))
+    s = probpl.sample("s", dist.LogNormal(0.0, 1.0))
+    with probpl.plate("data", len(x)):
+        probpl.sample("x", dist.Normal(a, s), obs=x)
+
+
+def grads_of(elbo, model, guide, *args, seed=1):
+    """Loss and ``{name: grad}`` of one ``loss_and_grads`` call at a fixed seed."""
+    store = probpl.get_param_store()
+    for _, p in store.named_parameters():
+        p.grad = None
+    probpl.set_rng_seed(seed)
+    loss = elbo.loss_and_grads(model, guide, *args)
+    out = {n: p.grad.clone() for n, p in store.named_parameters() if p.grad is not None}
+    for _, p in store.named_parameters():
+        p.grad = None
+    return loss, out
+
+
+def jit_entry(elbo):
+    (entry,) = elbo._entries.values()
+    return entry
+
+
+@pytest.mark.parametrize("jit_cls, eager_cls", [
+    (JitTrace_ELBO, Trace_ELBO),
+    (JitTraceMeanField_ELBO, TraceMeanField_ELBO),
+    (JitTraceGraph_ELBO, TraceGraph_ELBO),
+])
+def test_recorded_step_matches_eager(jit_cls, eager_cls):
+    guide = AutoNormal(model)
+    jit, eager = jit_cls(), eager_cls()
+    for _ in range(3):  # eager first step, recording, recorded step
+        jit_loss, jit_grads = grads_of(jit, model, guide, DATA)
+    assert jit_entry(jit).mode == "trace"
+    loss, grads = grads_of(eager, model, guide, DATA)
+    assert jit_loss == pytest.approx(loss, rel=1e-5)
+    assert grads.keys() == jit_grads.keys() and len(grads) == 4
+    for name in grads:
+        assert torch.allclose(jit_grads[name], grads[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_score_function_and_subsampling_match_eager():
+    def model(x):
+        p = probpl.sample("p", dist.Beta(2.0, 2.0))
+        with probpl.plate("data", len(x), subsample_size=4) as idx:
+            probpl.sample("x", dist.Bernoulli(p), obs=x[idx])
+        probpl.sample("k", dist.Bernoulli(0.3))
+
+    def guide(x):
+        a = probpl.param("a", torch.tensor(2.0), constraint=constraints.positive)
+        probpl.sample("p", dist.Beta(a, 2.0))
+        q = probpl.param("q", torch.tensor(0.5), constraint=constraints.unit_interval)
+        probpl.sample("k", dist.Bernoulli(q))
+
+    x = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    jit = JitTrace_ELBO()
+    for seed in range(3):
+        jit_loss, jit_grads = grads_of(jit, model, guide, x, seed=seed)
+    assert jit_entry(jit).mode == "trace"
+    loss, grads = grads_of(Trace_ELBO(), model, guide, x, seed=2)
+    assert jit_loss == pytest.approx(loss, rel=1e-5)
+    for name in grads:
+        assert torch.allclose(jit_grads[name], grads[name], rtol=1e-4, atol=1e-6), name
+    # Subsample indices and draws are fresh on every recorded step.
+    losses = {round(grads_of(jit, model, guide, x, seed=s)[0], 5) for s in range(10, 20)}
+    assert len(losses) > 5
+
+
+def test_fits_autonormal_and_records_once():
+    guide = AutoNormal(model)
+    svi = SVI(model, guide, Adam({"lr": 0.05}), JitTrace_ELBO())
+    losses = svi.run(300, DATA, progress_bar=False)
+    assert len(set(losses[-20:])) == 20  # fresh draws each step
+    assert sum(losses[-50:]) / 50 < sum(losses[:50]) / 50
+    entry = jit_entry(svi.loss)
+    assert entry.mode == "trace"
+    fn = entry.fn
+    svi.step(DATA)
+    assert entry.fn is fn
+
+
+def test_records_again_for_new_shapes_and_new_params():
+    guide = AutoNormal(model)
+    elbo = JitTrace_ELBO()
+    svi = SVI(model, guide, Adam({"lr": 0.05}), elbo)
+    for _ in range(3):
+        svi.step(DATA)
+    for _ in range(3):
+        svi.step(DATA[:5])
+    assert len(elbo._entries) == 2
+    # Replacing the parameter tensors (e.g. loading a store) records again.
+    store = probpl.get_param_store()
+    state = store.get_state()
+    store.set_state(state)
+    key = elbo._validation_key(model, guide, (DATA,), {})
+    old = elbo._entries[key].fn
+    svi.step(DATA)  # eager: the guide takes up the new tensors
+    svi.step(DATA)  # records again
+    assert elbo._entries[key].fn not in (None, old)
+    assert elbo._entries[key].mode == "trace"
+    assert all(p.grad is None for _, p in store.named_parameters())
+
+
+def test_closed_over_tensor_requiring_grad_falls_back_to_eager():
+    w = torch.ones(3, requires_grad=True)
+
+    def model(x):
+        z = probpl.sample("z", dist.Normal(0.0, 1.0))
+        with probpl.plate("d", 3):
+            probpl.sample("x", dist.Normal(z * w, 1.0), obs=x)
+
+    def guide(x):
+        probpl.sample("z", dist.Normal(probpl.param("loc", torch.tensor(0.0)), 1.0))
+
+    svi = SVI(model, guide, Adam({"lr": 0.1}), JitTrace_ELBO())
+    svi.step(torch.ones(3))
+    with pytest.warns(UserWarning, match="cannot trace.*eager"):
+        svi.step(torch.ones(3))
+    w.grad = None
+    svi.step(torch.ones(3))
+    assert w.grad is not None  # the eager backward reaches it
+
+
+def test_decaying_baseline_runs_eagerly():
+    def model():
+        probpl.sample("k", dist.Bernoulli(0.3))
+
+    def guide():
+        q = probpl.param("q", torch.tensor(0.5), constraint=constraints.unit_interval)
+        probpl.sample("k", dist.Bernoulli(q),
+                      infer={"baseline": {"use_decaying_avg_baseline": True}})
+
+    elbo = JitTraceGraph_ELBO()
+    svi = SVI(model, guide, Adam({"lr": 0.01}), elbo)
+    svi.step()
+    with pytest.warns(UserWarning, match="writes the param store"):
+        svi.step()
+    for _ in range(3):
+        svi.step()
+    assert jit_entry(elbo).mode == "eager"
+
+
+def test_nonfinite_loss_names_site():
+    def model(x):
+        z = probpl.sample("z", dist.Normal(0.0, 1.0))
+        probpl.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        probpl.sample("z", dist.Normal(probpl.param("loc", torch.tensor(0.0)), 1.0))
+
+    svi = SVI(model, guide, Adam({"lr": 0.1}), JitTrace_ELBO())
+    for _ in range(3):
+        svi.step(torch.tensor(0.5))
+    with pytest.raises(ValueError, match="site 'x'"):
+        svi.step(torch.tensor(float("inf")))
+    assert probpl.param("loc").grad is None  # nothing was applied
+
+
+def test_compile_option_is_validated():
+    with pytest.raises(ValueError, match="compiler"):
+        JitTrace_ELBO(jit_options={"compiler": "nope"})

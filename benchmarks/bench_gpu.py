@@ -83,19 +83,15 @@ def main():
     q = args.quick
     n_reg, n_log, d_log = (1000, 200, 5) if q else (1_000_000, 5000, 25)
     chains_many = 8 if q else 1024
-    warm, samp = (20, 20) if q else (200, 200)
+    warm, samp = (60, 60) if q else (200, 200)
     rows = []
     libs = libraries()
     svi_times, vae_times, nuts1, nuts_many = {}, {}, {}, {}
     for lib in libs:
-        torch.set_default_device(device)
-        try:
-            svi_times[lib.name] = 1e3 * svi_regression(lib, n_reg, 50, device, 3 if q else 50)
-            data = (torch.rand(16 if q else 256, 784) < 0.3).float()
-            step = build_vae(lib, data, 32 if q else 400, 4 if q else 20)
-            vae_times[lib.name] = 1e3 * time_steps(lambda: (step(), sync(device)), 3 if q else 50)
-        finally:
-            torch.set_default_device("cpu")
+        svi_times[lib.name] = 1e3 * svi_regression(lib, n_reg, 50, device, 3 if q else 50)
+        data = (torch.rand(16 if q else 256, 784, device=device) < 0.3).float()
+        step = build_vae(lib, data, 32 if q else 400, 4 if q else 20)
+        vae_times[lib.name] = 1e3 * time_steps(lambda: (step(), sync(device)), 3 if q else 50)
         nuts1[lib.name] = nuts_logistic(lib, n_log, d_log, 1, warm, samp, device)
         if lib.name == "probpl":
             nuts_many[lib.name] = nuts_logistic(lib, n_log, d_log, chains_many, warm, samp, device)

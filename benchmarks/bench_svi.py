@@ -1,23 +1,35 @@
 """SVI step benchmark: a tiny model (3 scalar latents, 10 observations) and a
 linear regression (N=10,000, D=50), each with a hand-written mean-field guide
-and with AutoNormal, under Trace_ELBO; probpl's compiled JitTrace_ELBO beside
-Pyro's eager Trace_ELBO. Same model code and data for both libraries; runs are
-interleaved in chunks and timed in CPU seconds of this process (robust to
-other load on a shared machine); medians of the chunks are printed.
+and with AutoNormal. Three comparisons per workload and guide, each run
+interleaved (A B A B ...) in chunks so both sides see the same machine load:
+probpl's ``Trace_ELBO`` against Pyro's, probpl's ``JitTrace_ELBO`` against
+Pyro's eager ``Trace_ELBO`` (the targets in PERFORMANCE.md), and the two
+``JitTrace_ELBO`` s. Same model code and data for both libraries; times are CPU
+seconds of this process per step (robust to other load on a shared machine),
+medians over chunks. Peak resident memory is measured per library in a fresh
+process running the same workloads.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_svi.py``.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_svi.py`` (``--quick``: tiny
+sizes, a few seconds, same table).
 """
 
 import argparse
+import importlib
+import os
 import statistics
+import subprocess
 import sys
 import time
+import types
+import warnings
 
 import torch
-from common import libraries, print_table, set_threads
+from common import libraries, peak_rss_mib, print_table, set_threads
+
+SIZES = {"full": (10_000, 50), "quick": (500, 5)}
 
 
-def tiny(lib):
+def tiny(lib, quick=False):
     dist = lib.dist
     data = torch.linspace(-1, 2, 10)
 
@@ -38,10 +50,10 @@ def tiny(lib):
     return model, guide, (data,)
 
 
-def linreg(lib):
+def linreg(lib, quick=False):
     dist = lib.dist
     g = torch.Generator().manual_seed(0)
-    n, d = 10_000, 50
+    n, d = SIZES["quick" if quick else "full"]
     x = torch.randn(n, d, generator=g)
     y = x @ torch.randn(d, generator=g) + 0.5 * torch.randn(n, generator=g)
 
@@ -65,77 +77,123 @@ def linreg(lib):
     return model, guide, (x, y)
 
 
-def make_svi(lib, workload, guide_kind, elbo_kind):
+WORKLOADS = {"tiny": tiny, "linreg": linreg}
+
+
+def make_svi(lib, workload, guide_kind, elbo_kind, quick=False):
+    """``(step, warm-up seconds)``; the warm-up is three steps (the first step
+    validates, a Jit ELBO records on the second)."""
     lib.clear_param_store()
     lib.set_rng_seed(0)
-    model, guide, args = workload(lib)
+    model, guide, args = workload(lib, quick)
     if guide_kind == "AutoNormal":
         guide = lib.autoguide.AutoNormal(model)
     if elbo_kind == "JitTrace_ELBO":
-        from probpl.infer.jit_elbo import JitTrace_ELBO
-
-        elbo = JitTrace_ELBO()
+        elbo = lib.infer.JitTrace_ELBO(ignore_jit_warnings=True)
     else:
         elbo = lib.infer.Trace_ELBO()
     svi = lib.infer.SVI(model, guide, lib.optim.Adam({"lr": 0.01}), elbo)
-    # Warm up (the first step validates; a compiled ELBO compiles on the second).
     start = time.perf_counter()
-    for _ in range(3):
-        svi.step(*args)
-    return lambda: svi.step(*args), time.perf_counter() - start
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notices (Pyro's JIT)
+        for _ in range(3):
+            svi.step(*args)
+    return (lambda: svi.step(*args)), time.perf_counter() - start
 
 
-def measure(configs, chunk, repeats):
-    """``configs``: {label: (lib, workload, guide, elbo)} -> {label: median ms/step}.
-    Each library keeps its own global param store, so their SVIs coexist; the
-    store is cleared per config because configs of one library share it."""
-    results = {}
-    for label, cfg in configs.items():
-        step, warm = make_svi(*cfg)
-        results[label] = (step, [], warm)
-    # Interleave only configs of different libraries: the same-library ones share
-    # a param store, so run those one after another.
-    for _ in range(repeats):
-        for label, (step, times, _) in results.items():
-            t = time.process_time()
-            for _ in range(chunk):
-                step()
-            times.append((time.process_time() - t) / chunk * 1e3)
-    return {k: (statistics.median(v[1]), v[2]) for k, v in results.items()}
+def measure_pair(a, b, chunk, repeats, quick):
+    """Two configs ``(lib, workload, guide, elbo)`` stepped in alternating chunks;
+    returns ``([median ms/step], [warm-up s])``."""
+    made = [make_svi(*cfg, quick=quick) for cfg in (a, b)]
+    times = [[], []]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(repeats):
+            for (step, _), out in zip(made, times):
+                t = time.process_time()
+                for _ in range(chunk):
+                    step()
+                out.append((time.process_time() - t) / chunk * 1e3)
+    return [statistics.median(t) for t in times], [w for _, w in made]
+
+
+def _load(name):
+    """One library's namespace (as ``common.libraries`` builds it) without
+    importing the other, so the peak RSS is that library's own."""
+    root = importlib.import_module(name)
+    mod = {k: importlib.import_module(f"{name}.{k}")
+           for k in ("distributions", "infer", "infer.autoguide", "optim")}
+    return types.SimpleNamespace(
+        name=name, sample=root.sample, param=root.param, plate=root.plate,
+        set_rng_seed=root.set_rng_seed, clear_param_store=root.clear_param_store,
+        dist=mod["distributions"], infer=mod["infer"], autoguide=mod["infer.autoguide"],
+        optim=mod["optim"])
+
+
+def rss_child(lib_name, quick):
+    """Run every workload of one library in this (fresh) process; print peak RSS."""
+    lib = _load(lib_name)
+    steps = 5 if quick else 100
+    for workload in WORKLOADS.values():
+        for guide in ("mean-field", "AutoNormal"):
+            for elbo in ("Trace_ELBO", "JitTrace_ELBO"):
+                step, _ = make_svi(lib, workload, guide, elbo, quick)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for _ in range(steps):
+                        step()
+    print(f"RSS {peak_rss_mib():.1f}")
+
+
+def peak_rss(lib_name, quick):
+    cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", lib_name]
+    cmd += ["--quick"] if quick else []
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.split("RSS")[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-jit", action="store_true")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     set_threads()
+    if opts.rss_child:
+        rss_child(opts.rss_child, opts.quick)
+        return
     libs = {lib.name: lib for lib in libraries()}
-    rows = []
-    cases = [("tiny", tiny, 200), ("linreg N=10k D=50", linreg, 40)]
-    for wname, workload, chunk in cases:
-        for guide_kind in ("mean-field", "AutoNormal"):
-            elbos = ["Trace_ELBO"] + ([] if opts.no_jit else ["JitTrace_ELBO"])
-            for elbo in elbos:
-                values = {}
-                for name, lib in libs.items():
-                    if name == "pyro" and elbo != "Trace_ELBO":
-                        continue  # Pyro's side is always its eager Trace_ELBO
-                    try:
-                        out = measure({name: (lib, workload, guide_kind, elbo)}, chunk,
-                                      opts.repeats)
-                    except Exception as e:  # a missing guide class, say
-                        print(f"skip {name} {wname} {guide_kind} {elbo}: {e}", file=sys.stderr)
-                        continue
-                    values[name] = out[name][0]
-                    if elbo == "JitTrace_ELBO":
-                        print(f"  ({wname}, {guide_kind}: warm-up incl. compile "
-                              f"{out[name][1]:.1f} s)", file=sys.stderr)
-                if elbo == "JitTrace_ELBO" and "pyro" in libs:
-                    pyro_row = dict(rows[-1][1]) if rows else {}
-                    values["pyro"] = pyro_row.get("pyro")
-                rows.append((f"{wname}, {guide_kind}, {elbo}", values))
-    print_table("SVI time per step (CPU ms, vs Pyro's eager Trace_ELBO)", rows, "ms")
+    probpl, pyro = libs["probpl"], libs.get("pyro")
+    repeats = 2 if opts.quick else opts.repeats
+    chunks = {"tiny": 5, "linreg": 5} if opts.quick else {"tiny": 200, "linreg": 40}
+    rows, notes = [], []
+    label = {"tiny": "tiny", "linreg": "linreg N=%d D=%d" % SIZES["quick" if opts.quick
+                                                                   else "full"]}
+    for wname, workload in WORKLOADS.items():
+        for guide in ("mean-field", "AutoNormal"):
+            pairs = [("Trace_ELBO", "Trace_ELBO"), ("JitTrace_ELBO", "Trace_ELBO"),
+                     ("JitTrace_ELBO", "JitTrace_ELBO")]
+            for ours, theirs in pairs:
+                a = (probpl, workload, guide, ours)
+                if pyro is None:
+                    b = a
+                else:
+                    b = (pyro, workload, guide, theirs)
+                (p, q), (wp, wq) = measure_pair(a, b, chunks[wname], repeats, opts.quick)
+                name = f"{label[wname]}, {guide}, probpl {ours} / Pyro {theirs}"
+                rows.append((name, {"probpl": p} if pyro is None else {"probpl": p, "pyro": q}))
+                if ours == "JitTrace_ELBO" and theirs == "JitTrace_ELBO":
+                    notes.append(f"{label[wname]}, {guide}: 3 warm-up steps incl. recording "
+                                 f"probpl {wp:.2f} s" + ("" if pyro is None else
+                                                         f", Pyro {wq:.2f} s"))
+    load = os.getloadavg()[0]
+    print_table(f"SVI time per step (CPU ms; load average {load:.1f}, "
+                f"{torch.get_num_threads()} thread(s))", rows, "ms")
+    for note in notes:
+        print(note)
+    rss = {name: peak_rss(name, opts.quick) for name in libs}
+    print("peak RSS, same workloads in a fresh process: "
+          + ", ".join(f"{name} {v:.0f} MiB" for name, v in rss.items()))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ class Decoder(nn.Module):
 def build(lib, data, hidden, z_dim):
     torch.manual_seed(0)
     lib.clear_param_store()
-    enc, dec = Encoder(hidden, z_dim), Decoder(hidden, z_dim)
+    enc = Encoder(hidden, z_dim).to(data.device)
+    dec = Decoder(hidden, z_dim).to(data.device)
     dist = lib.dist
 
     def model(x):

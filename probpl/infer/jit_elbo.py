@@ -103,15 +103,16 @@ class _Entry:
     """What one (model, guide, argument shapes) key has learnt: the parameters
     it touches and, once recorded, the compiled step."""
 
-    __slots__ = ("names", "params", "grad_args", "fn", "mode", "used")
+    __slots__ = ("names", "params", "grad_args", "fn", "mode", "used", "verify")
 
-    def __init__(self, names):
+    def __init__(self, names, params, grad_args):
         self.names = names  # {param name: None}, in order of first use
-        self.params = None  # their unconstrained tensors when recorded
-        self.grad_args = None  # positions of tensor arguments that require grad
-        self.fn = None
+        self.params = params  # their unconstrained tensors
+        self.grad_args = grad_args  # positions of tensor arguments that require grad
+        self.fn = None  # the recorded step
         self.mode = None  # "trace", "trace_forward", "compile" or "eager"
-        self.used = ()  # which gradient targets the recorded step returns
+        self.used = ()  # the gradient targets whose gradients ``fn`` returns
+        self.verify = False  # compare the next recorded step with autograd
 
 
 def _rng_state():
@@ -139,8 +140,8 @@ def _same(outputs, reference):
 def _trace_with_gradients(body, params, tensors, options):
     """Record ``body``, backward pass included, as one TorchScript function to
     run without autograd. ``torch.jit.trace`` alone cannot follow autograd into
-    tensors it saved for backward, so the operations are first recorded at the
-    ATen level with ``make_fx``, whose graph is then traced."""
+    the tensors it saved for backward, so the operations are first recorded at
+    the ATen level with ``make_fx``, whose graph is then traced and frozen."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     gm = make_fx(body)(params, tensors)
@@ -170,8 +171,24 @@ def _announce(names):
         param(name)
 
 
+def _apply_gradients(targets, used, grads):
+    """Accumulate ``grads`` into ``.grad`` as ``backward()`` would, giving each
+    parameter a tensor of its own (recorded outputs may be views or aliases)."""
+    seen = set()
+    for i, g in zip(used, grads):
+        ptr = g.untyped_storage().data_ptr()
+        if g._base is not None or ptr in seen or not g.is_contiguous():
+            g = g.clone(memory_format=torch.contiguous_format)
+        seen.add(ptr)
+        t = targets[i]
+        if t.grad is None:
+            t.grad = g
+        else:
+            t.grad.add_(g)
+
+
 class _CompiledLossAndGrads:
-    """Mixin compiling the step of a Trace_ELBO subclass."""
+    """Mixin recording the step of a Trace_ELBO subclass."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -188,9 +205,10 @@ class _CompiledLossAndGrads:
 
     # ----- recording -----
 
-    def _body(self, model, guide, template, grad_args, with_grads, reference):
+    def _body(self, model, guide, template, grad_args, with_grads, reference=None):
         """The function to record: ``(params, tensors) -> (loss, *gradients)``, or
-        ``-> (loss, surrogate)`` when the backward pass is left to autograd."""
+        ``-> (loss, surrogate)`` when the backward pass is left to autograd.
+        ``reference`` receives ``[used, outputs]`` of the run."""
 
         def body(params, tensors):
             args, kwargs = _rebuild(template, iter(tensors))
@@ -204,7 +222,8 @@ class _CompiledLossAndGrads:
                 grads = torch.autograd.grad(surrogate, targets, allow_unused=True)
             used = tuple(i for i, g in enumerate(grads) if g is not None)
             out = (loss,) + tuple(grads[i] for i in used)
-            reference[:] = [used, out]
+            if reference is not None:
+                reference[:] = [used, out]
             return out
 
         return body
@@ -231,57 +250,73 @@ class _CompiledLossAndGrads:
             return None, reason
         if not self.ignore_jit_warnings:
             for w in caught:
-                # Constants made from Python numbers are what static structure means.
-                if issubclass(w.category, torch.jit.TracerWarning) and not str(
+                # Only values read out of tensors matter: shapes are part of the
+                # key, and constants from Python numbers are what static means.
+                if issubclass(w.category, torch.jit.TracerWarning) and str(
                     w.message
-                ).startswith("torch.tensor results are registered as constants"):
+                ).startswith("Converting a tensor to a Python"):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return fn, None
 
     def _record(self, entry, model, guide, template, params, tensors):
-        """Record the step and run it once: returns its outputs, or None when the
-        step must stay eager (``entry.mode == "eager"``, with a warning why)."""
-        mode = self._compiler
+        """Record the step and run it once: returns ``_run``'s result, or None
+        when the step must stay eager (with a warning saying why)."""
+        mode = entry.mode or self._compiler
         if mode == "compile":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 importlib.import_module("torch._inductor.compile_fx")
-            body = self._body(model, guide, template, entry.grad_args, False, None)
+            body = self._body(model, guide, template, entry.grad_args, False)
             entry.fn, entry.mode = torch.compile(body, **self._compiler_options), mode
             return self._run(entry, params, tensors)
         state = _rng_state()
         reason = None
         if mode == "trace":
-            # Record forward *and* backward: the tracer sees the ops autograd runs.
-            # Check the recording against the eager gradients it was traced from,
-            # drawing the same random numbers.
+            # Forward and backward in one recording, checked against the autograd
+            # gradients computed while recording (same random draws), and again
+            # on the next step, at new parameter values.
             reference = []
             body = self._body(model, guide, template, entry.grad_args, True, reference)
             fn, reason = self._trace(body, params, tensors, True)
             if fn is not None:
                 entry.fn, entry.mode, entry.used = fn, mode, reference[0]
                 _set_rng_state(state)
-                out = self._run(entry, params, tensors)
-                if _same(out[0], reference[1]):
-                    return out
+                result = self._run(entry, params, tensors)
+                if _same(result[0], reference[1]):
+                    entry.verify = True
+                    return result
                 _set_rng_state(state)
-            mode = "trace_forward"
         if reason is None or not reason.startswith("the loss writes"):
-            body = self._body(model, guide, template, entry.grad_args, False, None)
+            body = self._body(model, guide, template, entry.grad_args, False)
             fn, reason = self._trace(body, params, tensors, False)
+        _set_rng_state(state)
         if fn is None:
             entry.fn, entry.mode = None, "eager"
-            _set_rng_state(state)
             warnings.warn(f"{type(self).__name__}: cannot trace this model and guide "
                           f"({reason}); running the eager ELBO instead", UserWarning,
                           stacklevel=4)
             return None
-        entry.fn, entry.mode = fn, mode
-        _set_rng_state(state)
+        entry.fn, entry.mode = fn, "trace_forward"
         return self._run(entry, params, tensors)
 
+    def _verify(self, entry, model, guide, template, params, tensors):
+        """The first step after recording, checked against autograd at the same
+        draws: a value baked into the recording would differ by now."""
+        entry.verify = False
+        state = _rng_state()
+        result = self._run(entry, params, tensors)
+        _set_rng_state(state)
+        reference = []
+        self._body(model, guide, template, entry.grad_args, True, reference)(params, tensors)
+        if reference[0] == entry.used and _same(result[0], reference[1]):
+            return result
+        # Record again without the backward pass; this step uses autograd's values.
+        entry.fn, entry.mode, entry.used = None, "trace_forward", reference[0]
+        return reference[1], result[1]
+
     def _run(self, entry, params, tensors):
-        """``(outputs, gradient targets)`` of one recorded step."""
+        """``(outputs, gradient targets)`` of one recorded step; no targets when
+        the outputs are ``(loss, surrogate)``, to be differentiated by autograd."""
         if entry.mode == "trace":
             with torch.no_grad():
                 out = entry.fn(params, tensors)
@@ -314,15 +349,16 @@ class _CompiledLossAndGrads:
             with _ParamNames() as recorder:
                 loss = super().loss_and_grads(model, guide, *args, **kwargs)
             names = {n: None for n in recorder.names if n in store}
-            entry = self._entries[key] = _Entry(names)
-            entry.params = tuple(store[n] for n in names)
-            entry.grad_args = grad_args
+            params = tuple(store[n] for n in names)
+            self._entries[key] = _Entry(names, params, grad_args)
             self._validated.add(key)
             return loss
         params = entry.params
         with block_messengers(lambda h: True), validation_off():
             if entry.fn is None:
                 result = self._record(entry, model, guide, template, params, tensors)
+            elif entry.verify:
+                result = self._verify(entry, model, guide, template, params, tensors)
             else:
                 result = self._run(entry, params, tensors)
         if result is None:
@@ -339,18 +375,8 @@ class _CompiledLossAndGrads:
             surrogate = out[1]
             if surrogate.requires_grad:
                 surrogate.backward(retain_graph=self.retain_graph)
-            return value
-        seen = set()
-        for i, g in zip(entry.used, out[1:]):
-            ptr = g.untyped_storage().data_ptr()
-            if g._base is not None or ptr in seen or not g.is_contiguous():
-                g = g.clone(memory_format=torch.contiguous_format)
-            seen.add(ptr)
-            t = targets[i]
-            if t.grad is None:
-                t.grad = g
-            else:
-                t.grad.add_(g)
+        else:
+            _apply_gradients(targets, entry.used, out[1:])
         return value
 
 

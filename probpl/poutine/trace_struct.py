@@ -154,7 +154,7 @@ class Trace:
         site["unscaled_log_prob"] = lp
         lp = scale_and_mask(lp, site["scale"], site["mask"])
         site["log_prob"] = lp
-        site["log_prob_sum"] = lp.sum()
+        site["log_prob_sum"] = _total(lp)
 
     def compute_score_parts(self):
         """Store ``score_parts`` (log_prob, score_function, entropy_term) on latent
@@ -183,7 +183,7 @@ class Trace:
                 parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["score_parts"] = parts
             site["log_prob"] = parts.log_prob
-            site["log_prob_sum"] = parts.log_prob.sum()
+            site["log_prob_sum"] = _total(parts.log_prob)
 
     def log_prob_sum(self, site_filter=lambda name, site: True):
         """The total scaled and masked log-density of the sample sites passing ``site_filter``."""
@@ -259,6 +259,11 @@ class Trace:
         for r in rows:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         return "\n".join(lines)
+
+
+def _total(lp):
+    # A 0-dim log-density is its own sum (and one autograd node fewer).
+    return lp if isinstance(lp, torch.Tensor) and lp.dim() == 0 else lp.sum()
 
 
 def _shape(x):

@@ -102,6 +102,25 @@ def test_fits_autonormal_and_records_once():
     assert entry.fn is fn
 
 
+def test_a_recording_that_drifts_from_autograd_is_replaced():
+    guide = AutoNormal(model)
+    jit = JitTrace_ELBO()
+    for _ in range(3):
+        grads_of(jit, model, guide, DATA)
+    entry = jit_entry(jit)
+    recorded = entry.fn
+    entry.fn = lambda params, tensors: tuple(2 * t for t in recorded(params, tensors))
+    entry.verify = True  # as on the first step after recording
+    jit_loss, jit_grads = grads_of(jit, model, guide, DATA)
+    loss, grads = grads_of(Trace_ELBO(), model, guide, DATA)
+    assert entry.mode == "trace_forward" and entry.fn is None
+    assert jit_loss == pytest.approx(loss, rel=1e-5)
+    for name in grads:
+        assert torch.allclose(jit_grads[name], grads[name], rtol=1e-4, atol=1e-6), name
+    grads_of(jit, model, guide, DATA)
+    assert entry.mode == "trace_forward" and entry.fn is not None
+
+
 def test_records_again_for_new_shapes_and_new_params():
     guide = AutoNormal(model)
     elbo = JitTrace_ELBO()

@@ -6,6 +6,7 @@ import torch
 import probpl
 import probpl.distributions as dist
 from probpl.distributions import constraints
+from probpl.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
 from probpl.infer.renyi_elbo import RenyiELBO
 from probpl.infer.svi import SVI
 from probpl.infer.trace_elbo import Trace_ELBO
@@ -14,13 +15,14 @@ from probpl.infer.tracegraph_elbo import TraceGraph_ELBO
 from probpl.optim import Adam
 
 ELBOS = [Trace_ELBO, TraceMeanField_ELBO, TraceGraph_ELBO,
-         lambda: RenyiELBO(num_particles=2)]
-IDS = ["Trace", "MeanField", "Graph", "Renyi"]
+         lambda: RenyiELBO(num_particles=2), JitTrace_ELBO, JitTraceMeanField_ELBO,
+         JitTraceGraph_ELBO]
+IDS = ["Trace", "MeanField", "Graph", "Renyi", "JitTrace", "JitMeanField", "JitGraph"]
 
 
 def assert_ok(model, guide, elbo, *args):
     svi = SVI(model, guide, Adam({"lr": 1e-3}), elbo)
-    for _ in range(2):  # the second step runs without validation
+    for _ in range(3):  # later steps run without validation (a Jit ELBO records on the 2nd)
         svi.step(*args)
 
 

@@ -76,7 +76,8 @@ class NormalSite(TorchDistribution):
         else:
             z = value if self.transform is None else self.transform.inv(value)
             eps = (z - self.loc) / self.scale
-        log_prob = -0.5 * eps.pow(2) - self.scale.log() - _HALF_LOG_TWO_PI
+        # The draw's own term first: it needs no gradient when eps is a fresh draw.
+        log_prob = (-0.5 * eps.square() - _HALF_LOG_TWO_PI) - self.scale.log()
         log_prob = sum_rightmost(log_prob, self._event_dim_u)
         if self.transform is None:
             return log_prob

@@ -422,6 +422,12 @@ class _Recorder(torch.utils._python_dispatch.TorchDispatchMode):
         self.nodes = {}  # id(tensor) -> (tensor, node); holding the tensor keeps ids unique
         self.num_consts = 0
 
+    @classmethod
+    def _should_skip_dynamo(cls):
+        # otherwise __torch_dispatch__ is wrapped to be skipped by torch.compile, which
+        # imports torch._dynamo (seconds) on the first call; nothing here is compiled
+        return False
+
     def bind(self, tensor, node):
         self.nodes[id(tensor)] = (tensor, node)
 
@@ -537,4 +543,10 @@ def compile_function(build, inputs, check_inputs=()):
                                                         equal_nan=True):
                 raise RuntimeError("the compiled function disagrees with the eager one: its "
                                    "control flow or shapes depend on the input values")
-    return scripted
+    # the method itself: calling the module adds Python hook handling to every call
+    return scripted.forward
+
+
+def is_compiled(fn):
+    """Whether ``fn`` came from :func:`compile_function`."""
+    return isinstance(fn, torch._C.ScriptMethod)

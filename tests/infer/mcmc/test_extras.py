@@ -5,6 +5,7 @@ Monte Carlo tolerances as in ``test_mcmc.py``: means within 5 Monte Carlo standa
 """
 
 import multiprocessing
+import os
 import warnings
 
 import pytest
@@ -13,7 +14,13 @@ import torch
 import probpl
 import probpl.distributions as dist
 from probpl.infer.mcmc import MCMC, NUTS, RandomWalkKernel
-from probpl.infer.mcmc.compile import DataDependentError, compile_function, simplify, trace_graph
+from probpl.infer.mcmc.compile import (
+    DataDependentError,
+    compile_function,
+    is_compiled,
+    simplify,
+    trace_graph,
+)
 from probpl.ops.stats import effective_sample_size
 
 
@@ -90,10 +97,18 @@ def fails_in_worker(x, y):
     linreg(x, y)
 
 
+def dies_in_worker(x, y):
+    if multiprocessing.current_process().name != "MainProcess":
+        os._exit(3)  # a crash that leaves no Python exception behind
+    linreg(x, y)
+
+
 @pytest.mark.slow
-def test_parallel_worker_error_is_reported():
+def test_parallel_worker_failures_are_reported():
     with pytest.raises(RuntimeError, match="chain [01] failed: ValueError: model failure"):
         _draws("parallel", lambda: NUTS(fails_in_worker), timeout=300)
+    with pytest.raises(RuntimeError, match="chain [01] exited with code 3 without a result"):
+        _draws("parallel", lambda: NUTS(dies_in_worker), timeout=300)
 
 
 def test_compiled_and_eager_leaf_agree():
@@ -106,7 +121,7 @@ def test_compiled_and_eager_leaf_agree():
         return mcmc.get_samples()["w"], mcmc.kernel._leaf
 
     (a, leaf_a), (b, _) = run(True), run(False)
-    assert isinstance(leaf_a, torch.jit.ScriptModule)
+    assert is_compiled(leaf_a)
     assert torch.allclose(a, b, atol=1e-4)
 
 
@@ -120,7 +135,7 @@ def branching(x, y):
 def test_data_dependent_model_is_not_compiled():
     mcmc = MCMC(NUTS(branching), num_samples=5, warmup_steps=5, disable_progbar=True)
     mcmc.run(*_linreg_data())  # the default silently keeps eager evaluation
-    assert not isinstance(mcmc.kernel._leaf, torch.jit.ScriptModule)
+    assert not is_compiled(mcmc.kernel._leaf)
     with pytest.warns(RuntimeWarning, match="could not compile"):
         MCMC(NUTS(branching, jit_compile=True), num_samples=2, warmup_steps=2,
              disable_progbar=True).run(*_linreg_data())

@@ -142,14 +142,37 @@ def rss_child(lib_name, quick):
                     warnings.simplefilter("ignore")
                     for _ in range(steps):
                         step()
-    print(f"RSS {peak_rss_mib():.1f}")
+    print(f"RSS {_own_peak_rss_mib():.1f}")
 
 
-def peak_rss(lib_name, quick):
-    cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", lib_name]
-    cmd += ["--quick"] if quick else []
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return float(out.split("RSS")[-1])
+def _own_peak_rss_mib():
+    """This process's peak RSS. ``getrusage`` would report the parent's if that
+    was larger (Linux carries it across fork and exec); ``VmHWM`` does not."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mib()
+
+
+def peak_rss(lib_names, quick):
+    """``{library: peak RSS in MiB}``, each library in its own fresh process
+    (run side by side, before any timing)."""
+    procs = {}
+    for name in lib_names:
+        cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", name]
+        cmd += ["--quick"] if quick else []
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = {}
+    for name, proc in procs.items():
+        stdout, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"peak-RSS run of {name} failed (exit code {proc.returncode})")
+        out[name] = float(stdout.split("RSS")[-1])
+    return out
 
 
 def main():
@@ -163,6 +186,7 @@ def main():
         rss_child(opts.rss_child, opts.quick)
         return
     libs = {lib.name: lib for lib in libraries()}
+    rss = peak_rss(libs, opts.quick)
     probpl, pyro = libs["probpl"], libs.get("pyro")
     repeats = 2 if opts.quick else opts.repeats
     chunks = {"tiny": 5, "linreg": 5} if opts.quick else {"tiny": 200, "linreg": 40}
@@ -191,7 +215,6 @@ def main():
                 f"{torch.get_num_threads()} thread(s))", rows, "ms")
     for note in notes:
         print(note)
-    rss = {name: peak_rss(name, opts.quick) for name in libs}
     print("peak RSS, same workloads in a fresh process: "
           + ", ".join(f"{name} {v:.0f} MiB" for name, v in rss.items()))
 

@@ -1,41 +1,53 @@
-"""Compiled ELBOs: ``JitTrace_ELBO``, ``JitTraceMeanField_ELBO`` and
+"""Recorded ELBOs: ``JitTrace_ELBO``, ``JitTraceMeanField_ELBO`` and
 ``JitTraceGraph_ELBO``.
 
 The first step for each model, guide and argument shapes runs eagerly, with
-every check, and records which parameters it touches. The second step records
-the whole loss-and-surrogate computation (guide, model, log-densities, the ELBO
-arithmetic) once with ``torch.jit.trace``, taking the parameters' unconstrained
-leaf tensors and the tensor arguments as explicit inputs; every later step
-replays that graph (a few dozen tensor ops, no handlers, no distribution
-objects, no validation) and then runs one backward pass. Random draws are
-recorded as operations, so each step draws afresh.
+every check, and notes which parameters it reads. The second step records the
+whole step once: guide, model, log-densities, the ELBO arithmetic *and* the
+backward pass, as one graph of tensor operations whose inputs are the
+parameters' unconstrained leaf tensors and the tensor arguments and whose
+outputs are the loss and the gradients (``make_fx`` records it, including
+the operations autograd runs, then ``torch.jit.trace`` and ``torch.jit.freeze``
+turn it into a TorchScript function). Every later step runs that function
+without autograd, handlers, distribution objects or validation, and writes the
+gradients into ``.grad`` as ``backward()`` would. Random draws (``randn``,
+``randperm`` of subsampling plates) are operations in the graph, so each step
+draws afresh. The recording is checked against autograd twice, at the same
+random draws: when it is made, and on the next step, at the updated
+parameters (a value baked in by mistake would differ by then); if a check
+fails the step falls back to a traced forward pass with an autograd backward
+pass (``jit_options={"compiler": "trace_forward"}`` asks for that directly).
 
-Like Pyro's ``JitTrace_ELBO``, this assumes that the model and guide are
-*static*: for a given set of argument shapes, the same sites run in the same
-order with the same distributions, and no Python control flow depends on
-tensor values (the tracer warns where a tensor became a Python number, unless
-``ignore_jit_warnings=True``). Non-tensor arguments are baked into the graph;
-a change of argument shapes, dtypes or non-tensor values, or of the parameter
-tensors themselves (a cleared or reloaded param store), records a new graph.
-Code that cannot be traced (a closed-over tensor that requires grad, a
-baseline that updates the param store inside the loss) runs eagerly, with a
-warning saying why.
+Like Pyro's ``JitTrace_ELBO``, this assumes the model and guide are *static*:
+for given argument shapes the same sites run in the same order with the same
+distributions, and no Python control flow depends on tensor values (values
+read out of tensors are baked into the graph). Non-tensor arguments are baked
+in too; new argument shapes, dtypes or non-tensor values, or new parameter
+tensors (a cleared or reloaded param store) start again with an eager step and
+a new recording. What cannot be recorded (a closed-over tensor that requires
+grad, a baseline that writes the param store inside the loss) runs eagerly,
+with a warning saying why.
 
-Which ELBO to use (``benchmarks/bench_svi.py``, CPU, one thread): the traced
-step costs a fraction of the eager one on small models, where Python overhead
-dominates (tiny model with ``AutoNormal``: about half the eager time), and
-recording takes well under a second; on large tensors (regression with N=10,000)
-the arithmetic dominates and the two are close. Prefer ``JitTrace_ELBO`` for
-long runs of models with static structure, and the eager ELBO for dynamic
-models, debugging, or a few hundred steps.
+When to use which (``benchmarks/bench_svi.py``, CPU, one thread, ratios to
+Pyro 1.9.2's ``Trace_ELBO`` measured side by side): on small models, where
+Python overhead and autograd bookkeeping dominate, the recorded step costs a
+quarter to a third of the eager one (tiny model with ``AutoNormal``: about
+0.1 of Pyro's step against about 0.35 for the eager ``Trace_ELBO``); on
+regression with N=10,000 the arithmetic dominates, yet the recorded step
+still costs about a third of the eager one. Recording takes 0.1-0.5 s per
+model and argument shapes, plus about 2 s and 100 MiB once per process for
+importing the recorder. Prefer ``JitTrace_ELBO`` for runs of more than a few
+thousand steps of a static model; prefer the eager ELBO for dynamic models,
+debugging, short runs, or where the per-process import matters.
 
-``jit_options={"compiler": "compile", ...}`` uses ``torch.compile`` instead
-(other options go to ``torch.compile``): it takes seconds to tens of seconds
-to compile, is slower than the traced graph on these models, and splits
-``AutoNormal`` guides into many graphs; it is kept for models the tracer
-cannot follow. Other ``jit_options`` go to ``torch.jit.trace``.
-Only ``loss_and_grads`` (what :class:`~probpl.infer.svi.SVI` calls) is
-compiled; ``loss`` and ``differentiable_loss`` run eagerly.
+``jit_options={"compiler": "compile", ...}`` uses ``torch.compile`` on the
+forward pass instead (other options go to ``torch.compile``). On the tiny
+model it compiled for about 26 s and stepped in 0.91 ms (mean-field guide) and
+3.1 ms (``AutoNormal``, split into many graphs), against 0.51 and 0.41 ms for
+the recorded step; it is kept for code the recorder cannot follow. Other
+``jit_options`` go to ``torch.jit.trace``. Only ``loss_and_grads`` (what
+:class:`~probpl.infer.svi.SVI` calls) is recorded; ``loss`` and
+``differentiable_loss`` run eagerly.
 """
 
 import importlib
@@ -49,23 +61,9 @@ from probpl.infer.trace_elbo import Trace_ELBO, check_finite
 from probpl.infer.trace_mean_field_elbo import TraceMeanField_ELBO
 from probpl.infer.tracegraph_elbo import TraceGraph_ELBO
 from probpl.params import _PYRO_PARAM_STORE
-from probpl.poutine.messenger import Messenger, block_messengers
+from probpl.poutine.messenger import block_messengers
 from probpl.poutine.runtime import _PYRO_STACK
 from probpl.primitives import param
-
-
-class _ParamNames(Messenger):
-    def __init__(self):
-        super().__init__()
-        self.names = {}
-
-    def _process_message(self, msg):
-        pass
-
-    def _postprocess_message(self, msg):
-        if msg["type"] == "param":
-            self.names[msg["name"]] = None
-
 
 _TENSOR = object()  # placeholder for a tensor argument in an argument template
 
@@ -103,11 +101,12 @@ class _Entry:
     """What one (model, guide, argument shapes) key has learnt: the parameters
     it touches and, once recorded, the compiled step."""
 
-    __slots__ = ("names", "params", "grad_args", "fn", "mode", "used", "verify")
+    __slots__ = ("names", "params", "frozen", "grad_args", "fn", "mode", "used", "verify")
 
     def __init__(self, names, params, grad_args):
         self.names = names  # {param name: None}, in order of first use
         self.params = params  # their unconstrained tensors
+        self.frozen = tuple(not p.requires_grad for p in params)
         self.grad_args = grad_args  # positions of tensor arguments that require grad
         self.fn = None  # the recorded step
         self.mode = None  # "trace", "trace_forward", "compile" or "eager"
@@ -217,9 +216,14 @@ class _CompiledLossAndGrads:
             if not with_grads:
                 return loss, _as_tensor(surrogate)
             targets = params + tuple(tensors[i] for i in grad_args)
-            grads = (None,) * len(targets)
-            if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad and targets:
-                grads = torch.autograd.grad(surrogate, targets, allow_unused=True)
+            live = [i for i, t in enumerate(targets) if t.requires_grad]
+            grads = [None] * len(targets)
+            if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad and live:
+                found = torch.autograd.grad(
+                    surrogate, [targets[i] for i in live], allow_unused=True
+                )
+                for i, g in zip(live, found):
+                    grads[i] = g
             used = tuple(i for i, g in enumerate(grads) if g is not None)
             out = (loss,) + tuple(grads[i] for i in used)
             if reference is not None:
@@ -341,12 +345,13 @@ class _CompiledLossAndGrads:
         if entry is not None and (
             grad_args != entry.grad_args
             or any(store.get(n) is not p for n, p in zip(entry.names, entry.params))
+            or entry.frozen != tuple(not p.requires_grad for p in entry.params)
         ):
             entry = None  # new parameter tensors (a reloaded store): start again
         if entry is None:
             # An eager step, with every check on the first, listening for the
             # parameters; the next step records.
-            with _ParamNames() as recorder:
+            with _ParamCapture() as recorder:
                 loss = super().loss_and_grads(model, guide, *args, **kwargs)
             names = {n: None for n in recorder.names if n in store}
             params = tuple(store[n] for n in names)

@@ -62,6 +62,20 @@ def test_recorded_step_matches_eager(jit_cls, eager_cls):
         assert torch.allclose(jit_grads[name], grads[name], rtol=1e-4, atol=1e-6), name
 
 
+def test_particles_match_eager_and_outer_handlers_see_params():
+    guide = AutoNormal(model)
+    jit = JitTrace_ELBO(num_particles=3)
+    for _ in range(3):
+        jit_loss, jit_grads = grads_of(jit, model, guide, DATA)
+    loss, grads = grads_of(Trace_ELBO(num_particles=3), model, guide, DATA)
+    assert jit_loss == pytest.approx(loss, rel=1e-5)
+    for name in grads:
+        assert torch.allclose(jit_grads[name], grads[name], rtol=1e-4, atol=1e-6), name
+    with probpl.poutine.trace(param_only=True) as tr:
+        jit.loss_and_grads(model, guide, DATA)
+    assert set(tr.trace.nodes) == set(grads)
+
+
 def test_score_function_and_subsampling_match_eager():
     def model(x):
         p = probpl.sample("p", dist.Beta(2.0, 2.0))
@@ -141,6 +155,20 @@ def test_records_again_for_new_shapes_and_new_params():
     assert elbo._entries[key].fn not in (None, old)
     assert elbo._entries[key].mode == "trace"
     assert all(p.grad is None for _, p in store.named_parameters())
+
+
+def test_frozen_parameter_gets_no_gradient():
+    guide = AutoNormal(model)
+    svi = SVI(model, guide, Adam({"lr": 0.05}), JitTrace_ELBO())
+    for _ in range(3):
+        svi.step(DATA)
+    frozen = probpl.get_param_store()._params["AutoNormal.locs.a"]
+    frozen.requires_grad_(False)
+    value = frozen.clone()
+    for _ in range(4):
+        svi.step(DATA)
+    assert torch.equal(frozen, value)
+    assert jit_entry(svi.loss).mode == "trace"
 
 
 def test_closed_over_tensor_requiring_grad_falls_back_to_eager():

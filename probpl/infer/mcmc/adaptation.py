@@ -61,12 +61,19 @@ def build_adaptation_schedule(num_steps, init_buffer=75, term_buffer=50, base_wi
     return windows
 
 
-def find_reasonable_step_size(state, potential_and_grad, max_iters=100):
+def find_reasonable_step_size(state, potential_and_grad, max_iters=100, leapfrog=None):
     """Double or halve each chain's step size until one leapfrog step's acceptance
     probability crosses 0.8.
 
+    :param callable leapfrog: ``(z, r, grad, step (C, 1), inv) -> (z, r, grad, potential)``,
+        a (compiled) leapfrog step; by default one built on ``potential_and_grad``.
     :returns: the step sizes, ``(C,)``.
     """
+    if leapfrog is None:
+
+        def leapfrog(z, r, grad, step, inv):
+            return _leapfrog(z, r, grad, step, inv, potential_and_grad)
+
     z, pe, grad = state.z, state.potential_energy, state.z_grad
     inv = state.inverse_mass_matrix
     r = sample_momentum(state)
@@ -76,7 +83,7 @@ def find_reasonable_step_size(state, potential_and_grad, max_iters=100):
     direction = None
     done = torch.zeros_like(pe, dtype=torch.bool)
     for _ in range(max_iters):
-        _, r1, _, pe1 = _leapfrog(z, r, grad, step.unsqueeze(-1), inv, potential_and_grad)
+        _, r1, _, pe1 = leapfrog(z, r, grad, step.unsqueeze(-1), inv)
         delta = torch.nan_to_num(energy0 - pe1 - kinetic_energy(r1, inv), nan=-math.inf)
         if direction is None:
             direction = torch.where(delta > log_target, 2.0, 0.5).to(step)
@@ -111,11 +118,17 @@ class WarmupAdapter:
         self._slow = [(w.start, w.end) for w in self.windows[1:-1]]
         self._da = None
         self._welford = None
+        self._leapfrog = None
 
-    def start(self, state, potential_and_grad):
-        """Begin warm-up from ``state``; returns the state with a reasonable step size."""
+    def start(self, state, potential_and_grad, leapfrog=None):
+        """Begin warm-up from ``state``; returns the state with a reasonable step size.
+
+        :param callable leapfrog: see :func:`find_reasonable_step_size`.
+        """
+        self._leapfrog = leapfrog
         if self.adapt_step_size and self.num_steps > 0:
-            state = state._replace(step_size=find_reasonable_step_size(state, potential_and_grad))
+            step = find_reasonable_step_size(state, potential_and_grad, leapfrog=leapfrog)
+            state = state._replace(step_size=step)
             self._da = dual_averaging_init(torch.log(10.0 * state.step_size))
         if self.adapt_mass_matrix:
             self._welford = welford_init(state.z, dense=self.dense_mass)
@@ -141,7 +154,8 @@ class WarmupAdapter:
                                    state.step_size, inv)
                 self._welford = welford_init(state.z, dense=self.dense_mass)
                 if self.adapt_step_size:
-                    step = find_reasonable_step_size(state, potential_and_grad)
+                    step = find_reasonable_step_size(state, potential_and_grad,
+                                                     leapfrog=self._leapfrog)
                     state = state._replace(step_size=step)
                     self._da = dual_averaging_init(torch.log(10.0 * step))
         if t == self.num_steps - 1 and self.adapt_step_size:

@@ -22,6 +22,7 @@ from probpl.infer.mcmc.trajectory import (
     hmc_step,
     init_state,
     leaf_example_inputs,
+    leapfrog_from_leaf,
     make_leaf_fn,
 )
 from probpl.infer.mcmc.util import CompiledModel
@@ -145,6 +146,10 @@ class HMC(MCMCKernel):
         # the leaf function of the transition and example inputs to compile it with
         return make_leaf_fn, lambda seed: leaf_example_inputs(z, inv, 1, seed)
 
+    def _leaf_leapfrog(self, z):
+        # plain leapfrog steps on the (compiled) leaf function, for the step-size search
+        return leapfrog_from_leaf(self._leaf, 1, batched=False)
+
     def setup(self, warmup_steps, *args, num_chains=1, initial_params=None, **kwargs):
         """Compile the model, find initial points for ``num_chains`` chains and start
         warm-up."""
@@ -165,7 +170,8 @@ class HMC(MCMCKernel):
         self._adapter = WarmupAdapter(warmup_steps, self.adapt_step_size,
                                       self.adapt_mass_matrix, self.full_mass,
                                       self.target_accept_prob)
-        self._state = self._adapter.start(self._state, self._potential_and_grad)
+        self._state = self._adapter.start(self._state, self._potential_and_grad,
+                                          leapfrog=self._leaf_leapfrog(z))
         self._t = 0
 
     # ----- transitions -----

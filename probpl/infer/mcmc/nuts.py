@@ -3,7 +3,12 @@
 
 from probpl.infer.autoguide.initialization import init_to_uniform
 from probpl.infer.mcmc.hmc import HMC
-from probpl.infer.mcmc.trajectory import make_nuts_leaf_fn, nuts_leaf_example_inputs, nuts_step
+from probpl.infer.mcmc.trajectory import (
+    leapfrog_from_leaf,
+    make_nuts_leaf_fn,
+    nuts_leaf_example_inputs,
+    nuts_step,
+)
 
 
 class NUTS(HMC):
@@ -55,6 +60,9 @@ class NUTS(HMC):
             return make_nuts_leaf_fn(potential_and_grad, z.shape[0])
 
         return build, lambda seed: nuts_leaf_example_inputs(z, inv, self.max_tree_depth, seed)
+
+    def _leaf_leapfrog(self, z):
+        return leapfrog_from_leaf(self._leaf, self.max_tree_depth, batched=z.shape[0] > 1)
 
     def _transition(self, state):
         return nuts_step(state, self._potential_and_grad, self.max_tree_depth,

@@ -12,6 +12,14 @@ done against checkpointed momenta (an iterative form of the recursive algorithm)
 sample is drawn multinomially: uniformly in proportion to ``exp(-H)`` inside a subtree,
 and biased towards the newer subtree when merging.
 
+Everything a leaf needs -- the leapfrog step with the potential and its gradient, the
+energy error, the U-turn checks against every checkpoint and the checkpoint update, and
+for many chains the masked bookkeeping too -- is one function of tensors
+(:func:`leaf_step`, :func:`batched_leaf_step`), so that it compiles into one graph
+(:func:`probpl.infer.mcmc.potential.compile_leaf`); which checkpoints a leaf stores or
+checks depends only on its index in the subtree and is passed in as data.  With one chain
+the remaining decisions run on Python floats read with one transfer per leaf.
+
 References
 
 1. M. D. Hoffman, A. Gelman (2014), "The No-U-Turn Sampler: Adaptively Setting Path Lengths
@@ -149,8 +157,8 @@ def batched_leaf_step(potential_and_grad, max_delta_energy, z, r, grad, step, in
     last point, so the model never sees a diverged position.
 
     :returns: the updated ``(z, r, grad, r_sum, ckpt_r, ckpt_sum, sub_z, sub_pe, sub_grad,
-        sub_log_w, sub_active, sum_accept, num_steps, diverging)`` and whether any chain
-        is still building its subtree.
+        sub_log_w, sub_active, sum_accept, num_steps, diverging)``, whether any chain is
+        still building its subtree, and the potential energy at ``z``.
     """
     zn, rn, gn, pen, delta, turn, r_sum, ckpt_r, ckpt_sum, _ = leaf_step(
         potential_and_grad, z, r, grad, step, inv, energy0, r_sum, ckpt_r, ckpt_sum, store,
@@ -171,7 +179,7 @@ def batched_leaf_step(potential_and_grad, max_delta_energy, z, r, grad, step, in
     diverging = diverging | (sub_active & bad)
     sub_active = sub_active & ~(bad | turn)
     return (z, r, grad, r_sum, ckpt_r, ckpt_sum, sub_z, sub_pe, sub_grad, sub_log_w,
-            sub_active, sum_accept, num_steps, diverging, sub_active.any())
+            sub_active, sum_accept, num_steps, diverging, sub_active.any(), pen)
 
 
 def make_nuts_leaf_fn(potential_and_grad, num_chains, max_delta_energy=1000.0):
@@ -184,6 +192,25 @@ def make_nuts_leaf_fn(potential_and_grad, num_chains, max_delta_energy=1000.0):
         return batched_leaf_step(potential_and_grad, max_delta_energy, *args)
 
     return leaf
+
+
+def leapfrog_from_leaf(leaf, num_ckpts, batched):
+    """Plain leapfrog steps ``(z, r, grad, step (C, 1), inv) -> (z, r, grad, potential)``
+    run by a (compiled) leaf function: :func:`leaf_step` with ``num_ckpts`` checkpoints, or
+    :func:`batched_leaf_step` when ``batched``."""
+
+    def leapfrog(z, r, grad, step, inv):
+        pe0 = z.new_zeros(z.shape[:1])
+        ck = z.new_zeros(z.shape[:1] + (num_ckpts + 1,) + z.shape[1:])
+        store, check = _leaf_plans(num_ckpts, 1, z.device)[0]
+        if not batched:
+            return leaf(z, r, grad, step, inv, pe0, r, ck, ck, store, check)[:4]
+        active = torch.ones_like(pe0, dtype=torch.bool)
+        out = leaf(z, r, grad, step, inv, pe0, r, ck, ck, store, check, pe0, z, pe0, grad,
+                   pe0, active, pe0, pe0, ~active, pe0)
+        return out[0], out[1], out[2], out[-1]
+
+    return leapfrog
 
 
 def _leaf_plans(num_ckpts, num_leaves, device):
@@ -350,7 +377,7 @@ def _nuts_batched(state, leaf, max_tree_depth, max_delta_energy):
         for n in range(num_leaves):
             store, check = plans[n]
             (zc, rc, gc, sub_r_sum, ck_r, ck_sum, sz, spe, sg, sub_log_w, sub_active,
-             sum_accept, num_steps, diverging, any_active) = leaf(
+             sum_accept, num_steps, diverging, any_active, _) = leaf(
                 zc, rc, gc, step, inv, energy0, sub_r_sum, ck_r, ck_sum, store, check, pe,
                 sz, spe, sg, sub_log_w, sub_active, sum_accept, num_steps, diverging,
                 log_u[n])

@@ -65,6 +65,14 @@ def _check_distribution(name, fn):
         )
 
 
+def _broadcastable(shape1, shape2):
+    # Plain Python: torch.broadcast_shapes pulls in heavy imports on first use.
+    for a, b in zip(reversed(shape1), reversed(shape2)):
+        if a != b and a != 1 and b != 1:
+            return False
+    return True
+
+
 def _check_observation(msg):
     """Observed values must have the distribution's event shape and broadcast
     with its batch shape; say which site and which shapes when they do not."""
@@ -77,10 +85,7 @@ def _check_observation(msg):
         fn.event_shape
     )
     if ok:
-        try:
-            torch.broadcast_shapes(value.shape, shape)
-        except RuntimeError:
-            ok = False
+        ok = _broadcastable(value.shape, shape)
     if not ok:
         plates = ", ".join(
             f"'{f.name}' (dim {f.dim}, size {f.size})"

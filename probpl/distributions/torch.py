@@ -93,6 +93,20 @@ class GeneralizedPareto(torch.distributions.GeneralizedPareto, TorchDistribution
         return torch.where(eq_zero, -z, -torch.log1p(conc * z) / conc)
 
 
+class Bernoulli(torch.distributions.Bernoulli, TorchDistributionMixin):
+    """``torch.distributions.Bernoulli`` whose ``log_prob`` is
+    ``value * logits - softplus(logits)``: the same values as torch's fused
+    binary cross-entropy, built from element-wise ops that batch (``vmap``) and
+    compile into fast graphs.
+    """
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        logits = self.logits
+        return value * logits - torch.nn.functional.softplus(logits)
+
+
 def _generate():
     for name in list(__all__):
         if name in globals():  # written out by hand above

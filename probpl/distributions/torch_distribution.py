@@ -160,6 +160,14 @@ class Independent(torch.distributions.Independent, TorchDistributionMixin):
     def score_parts(self, value):
         log_prob, score_function, entropy_term = self.base_dist.score_parts(value)
         n = self.reinterpreted_batch_ndims
+        if entropy_term is log_prob or score_function is log_prob:
+            # Reparameterised (or score-function-only) sites: sum once and share it.
+            summed = _sum_rightmost_maybe(log_prob, n)
+            return ScoreParts(
+                summed,
+                summed if score_function is log_prob else score_function,
+                summed if entropy_term is log_prob else entropy_term,
+            )
         return ScoreParts(
             _sum_rightmost_maybe(log_prob, n),
             _sum_rightmost_maybe(score_function, n),

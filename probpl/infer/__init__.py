@@ -6,7 +6,7 @@ from probpl.infer.elbo import ELBO
 from probpl.infer.enum import config_enumerate, enumerated_log_density
 from probpl.infer.importance import EmpiricalMarginal, Importance
 from probpl.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
-from probpl.infer.mcmc import HMC, MCMC, NUTS
+from probpl.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from probpl.infer.mcmc.util import initialize_model
 from probpl.infer.predictive import Predictive, log_likelihood
 from probpl.infer.renyi_elbo import RenyiELBO
@@ -19,7 +19,8 @@ from probpl.infer.tracegraph_elbo import TraceGraph_ELBO
 
 __all__ = [
     "ELBO", "EmpiricalMarginal", "HMC", "Importance", "JitTraceGraph_ELBO",
-    "JitTraceMeanField_ELBO", "JitTrace_ELBO", "MCMC", "NUTS", "Predictive", "RenyiELBO", "SVI",
+    "JitTraceMeanField_ELBO", "JitTrace_ELBO", "MCMC", "NUTS", "Predictive", "RandomWalkKernel",
+    "RenyiELBO", "SVI",
     "TraceEnum_ELBO", "TraceGraph_ELBO", "TraceMeanField_ELBO", "TraceTailAdaptive_ELBO",
     "Trace_ELBO", "autoguide", "config_enumerate", "enumerated_log_density", "infer_discrete",
     "initialize_model", "log_likelihood", "reparam", "util",

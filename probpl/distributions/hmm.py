@@ -66,7 +66,8 @@ class DiscreteHMM(TorchDistribution):
         "transition_logits": constraints.independent(constraints.real, 2),
     }
 
-    def __init__(self, initial_logits, transition_logits, observation_dist, validate_args=None):
+    def __init__(self, initial_logits, transition_logits, observation_dist, validate_args=None,
+                 duration=None):
         if initial_logits.dim() < 1:
             raise ValueError(
                 f"DiscreteHMM: initial_logits must have shape (..., S), got {initial_logits.shape}"
@@ -106,6 +107,14 @@ class DiscreteHMM(TorchDistribution):
                 f"{tuple(observation_dist.batch_shape)}"
             ) from None
         batch_shape, time_shape = torch.Size(shape[:-1]), torch.Size(shape[-1:])
+        if duration is not None:
+            # A time-homogeneous model (time dim of size 1) scores sequences of this length.
+            if time_shape[0] not in (1, duration):
+                raise ValueError(
+                    f"DiscreteHMM: duration={duration} but the parameters have {time_shape[0]} "
+                    "time steps"
+                )
+            time_shape = torch.Size((duration,))
         event_shape = time_shape + observation_dist.event_shape
         self.initial_logits = initial_logits - initial_logits.logsumexp(-1, keepdim=True)
         self.transition_logits = transition_logits - transition_logits.logsumexp(-1, keepdim=True)

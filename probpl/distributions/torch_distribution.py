@@ -114,6 +114,28 @@ class TorchDistributionMixin:
             )
         return Independent(base, reinterpreted_batch_ndims)
 
+    def has_rsample_(self, value):
+        """Force reparameterised (``True``) or detached, score-function (``False``)
+        sampling on this instance, e.g. to compare gradient estimators.
+
+        :param bool value: whether samples should carry reparameterised gradients.
+        :returns: ``self``.
+        """
+        if value is not True and value is not False:
+            raise ValueError(f"has_rsample_ expects True or False, got {value!r}")
+        if isinstance(getattr(type(self), "has_rsample", None), property):
+            base = getattr(self, "base_dist", None)
+            if base is None:
+                raise NotImplementedError(
+                    f"{type(self).__name__}.has_rsample is computed; cannot override it"
+                )
+            base.has_rsample_(value)
+            return self
+        if value and type(self).rsample is torch.distributions.Distribution.rsample:
+            raise ValueError(f"{type(self).__name__} has no reparameterised sampler")
+        self.has_rsample = value
+        return self
+
     def mask(self, mask):
         """Mask the log density by a bool or bool tensor (True keeps).
 

@@ -40,13 +40,22 @@ def _num_draws(samples, num_samples):
     return n
 
 
-def _to_sample_major(value, site_shape, num, nesting, event_dim):
+def _to_sample_major(name, value, site_shape, num, nesting, event_dim):
     """A vectorised site value reshaped to ``(num,) + site_shape``."""
     total = nesting + 1 + event_dim
-    value = value.reshape((1,) * (total - value.dim()) + value.shape)
     batch = site_shape[: len(site_shape) - event_dim]
     target = (num,) + (1,) * (nesting - len(batch)) + tuple(site_shape)
-    return value.expand(target).reshape((num,) + tuple(site_shape))
+    try:
+        value = value.reshape((1,) * (total - value.dim()) + value.shape)
+        return value.expand(target).reshape((num,) + tuple(site_shape))
+    except RuntimeError as e:
+        raise ValueError(
+            f"Predictive(parallel=True): site '{name}' has value shape {tuple(value.shape)} "
+            f"under vectorisation, which does not line up with its per-draw shape "
+            f"{tuple(site_shape)} and event_dim {event_dim}; a deterministic site inside plates "
+            "needs event_dim set to its number of non-plate dims (e.g. "
+            "probpl.deterministic(name, value, event_dim=0)), or use parallel=False"
+        ) from e
 
 
 def _vectorize_draws(draws, nesting, event_dims):
@@ -150,8 +159,10 @@ class Predictive(torch.nn.Module):
         latents = self._latents(0, args, kwargs)
         tr = self._run_model(latents, args, kwargs)
         sites = _sample_sites(tr)
+        # Only latent sites are supplied by the draws; deterministic sites that come
+        # with them (e.g. from MCMC.get_samples) are recomputed and returned.
         supplied = (
-            set(self.posterior_samples)
+            {n for n in self.posterior_samples if n in sites and not sites[n]["is_observed"]}
             if self.guide is None
             else set(_sample_sites(latents)) - {n for n, s in sites.items() if s["is_observed"]}
         )
@@ -204,7 +215,7 @@ class Predictive(torch.nn.Module):
         for n in probe["names"]:
             shape, ev = probe["shapes"][n]
             value = tr.nodes[n]["value"]
-            out[n] = _to_sample_major(value, shape, num, nesting, ev)
+            out[n] = _to_sample_major(n, value, shape, num, nesting, ev)
         return out
 
     def _event_dims(self, args, kwargs):
@@ -244,7 +255,7 @@ def log_likelihood(model, posterior_samples, *args, parallel=False, **kwargs):
             if _is_observation(site):
                 shape = tuple(tr0.nodes[name]["fn"].batch_shape)
                 lp = site["fn"].log_prob(site["value"])
-                out[name] = _to_sample_major(lp, shape, num, nesting, 0)
+                out[name] = _to_sample_major(name, lp, shape, num, nesting, 0)
         return out
     rows = {}
     for i in range(num):

@@ -6,7 +6,7 @@ step (found by listening for param sites, not by scanning the store).
 """
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from probpl.params import _PYRO_PARAM_STORE
 from probpl.poutine.messenger import Messenger

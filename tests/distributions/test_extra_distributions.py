@@ -209,3 +209,28 @@ def test_cuda_devices_follow_parameters():
               dist.Stable(torch.full((3,), 1.5, device=dev), 0.2)]:
         x = d.sample((4,))
         assert x.device.type == "cuda" and d.log_prob(x).device.type == "cuda"
+
+
+def test_has_rsample_override_switches_estimator():
+    loc = torch.tensor(0.5, requires_grad=True)
+    d = dist.Normal(loc, 1.0).has_rsample_(False)
+    assert not d.has_rsample and not d().requires_grad
+    assert d.score_parts(torch.tensor(0.1)).entropy_term == 0
+    ind = dist.Normal(loc.expand(3), 1.0).to_event(1).has_rsample_(False)
+    assert not ind.has_rsample and not ind().requires_grad
+    with pytest.raises(ValueError, match="no reparameterised sampler"):
+        dist.Bernoulli(0.5).has_rsample_(True)
+
+
+def test_discrete_hmm_duration_for_time_homogeneous_models():
+    torch.manual_seed(3)
+    init, trans = torch.randn(3), torch.randn(3, 3)
+    obs = dist.Normal(torch.randn(3), 1.0)
+    homogeneous = dist.DiscreteHMM(init, trans, obs, duration=5)
+    explicit = dist.DiscreteHMM(init, trans.expand(5, 3, 3), obs.expand([5, 3]))
+    assert homogeneous.event_shape == explicit.event_shape == (5,)
+    y = torch.randn(5)
+    assert torch.allclose(homogeneous.log_prob(y), explicit.log_prob(y))
+    assert homogeneous.sample().shape == (5,)
+    with pytest.raises(ValueError, match="duration=4"):
+        dist.DiscreteHMM(init, trans.expand(5, 3, 3), obs, duration=4)

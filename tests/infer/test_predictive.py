@@ -83,3 +83,16 @@ def test_importance_log_evidence_and_ess():
     assert post.get_ESS().item() == pytest.approx(200, rel=1e-4)
     marginal = EmpiricalMarginal(post, "m")
     assert abs(marginal.mean.item() - 0.5) < 0.25  # sd of the mean: 0.05
+
+
+def test_deterministic_sites_in_posterior_samples_are_recomputed_and_returned():
+    def model(x):
+        m = probpl.sample("m", dist.Normal(0.0, 1.0))
+        probpl.deterministic("twice", 2 * m)
+        with probpl.plate("data", len(x)):
+            return probpl.sample("y", dist.Normal(m * x, 1.0))
+
+    draws = {"m": torch.tensor([1.0, -1.0]), "twice": torch.tensor([5.0, 5.0])}
+    out = Predictive(model, draws)(torch.ones(3))
+    assert set(out) == {"twice", "y"}
+    assert torch.equal(out["twice"], torch.tensor([2.0, -2.0]))

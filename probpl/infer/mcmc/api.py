@@ -202,7 +202,7 @@ class MCMC:
     def _progbar(self, c):
         if self.disable_progbar:
             return None
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         total = self.num_samples + (0 if self._states is not None else self.warmup_steps)
         return tqdm(total=total, desc=f"Chain {c}" if self.num_chains > 1 else "Sample",

@@ -26,6 +26,7 @@ import probpl.util as util
 from probpl.infer.elbo import ELBO, PARTICLE_PLATE, check_model_guide_match
 from probpl.infer.enum import (
     Symbols,
+    _full_sum,
     compute_log_probs,
     pack_site,
     site_ordinal_and_dims,
@@ -34,15 +35,6 @@ from probpl.infer.enum import (
 from probpl.ops.contract import Factor, contract_tensor_tree, contract_to_tensor
 from probpl.poutine.enum_messenger import EnumMessenger
 from probpl.poutine.handlers import block, replay, trace
-
-
-def _full_sum(factor, ordinal, plate_sizes):
-    total = factor.tensor.sum() if factor.dims else factor.tensor
-    missing = 1
-    for p in ordinal:
-        if p not in factor.dims:
-            missing *= plate_sizes[p]
-    return total * missing if missing != 1 else total
 
 
 def _align(factor, target, sizes):

@@ -76,6 +76,14 @@ class AutoContinuous(AutoGuide):
         parts = [t.inv(site["value"].detach()).reshape(-1) for _, site, t, *_ in self._plan]
         return torch.cat(parts)
 
+    def _setup_loc_scale(self):
+        """A location at the initial point and a per-coordinate scale of ``init_scale``."""
+        loc = self._init_loc()
+        self.loc = torch.nn.Parameter(loc)
+        self.scale = PyroParam(torch.full_like(loc, self._init_scale),
+                               constraints.softplus_positive)
+        return loc
+
     def get_base_dist(self):
         """The base distribution when the posterior is written as a transformed one."""
         raise NotImplementedError
@@ -181,17 +189,12 @@ class AutoDiagonalNormal(AutoContinuous):
     """
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1):
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self._init_scale = init_scale
+        self._init_scale = _check_init_scale(init_scale)
         super().__init__(model, init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
-        loc = self._init_loc()
-        self.loc = torch.nn.Parameter(loc)
-        self.scale = PyroParam(torch.full_like(loc, self._init_scale),
-                               constraints.softplus_positive)
+        self._setup_loc_scale()
 
     def get_base_dist(self):
         loc = self._init_loc()
@@ -205,6 +208,12 @@ class AutoDiagonalNormal(AutoContinuous):
 
     def _loc_scale(self, *args, **kwargs):
         return self.loc, self.scale
+
+
+def _check_init_scale(init_scale):
+    if not init_scale > 0:
+        raise ValueError(f"init_scale must be positive, got {init_scale}")
+    return init_scale
 
 
 class _LowerCholeskyAffine(Transform):
@@ -241,17 +250,12 @@ class AutoMultivariateNormal(AutoContinuous):
     """
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1):
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self._init_scale = init_scale
+        self._init_scale = _check_init_scale(init_scale)
         super().__init__(model, init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
-        loc = self._init_loc()
-        self.loc = torch.nn.Parameter(loc)
-        self.scale = PyroParam(torch.full_like(loc, self._init_scale),
-                               constraints.softplus_positive)
+        loc = self._setup_loc_scale()
         # Stored unconstrained; only its strict lower triangle is used (see _scale_tril),
         # so starting from the identity it stays unit lower triangular.
         eye = torch.eye(self.latent_dim, dtype=loc.dtype, device=loc.device)

@@ -21,6 +21,7 @@ Example::
 """
 
 import functools
+from contextlib import contextmanager
 
 from probpl.poutine.runtime import _PYRO_STACK
 
@@ -89,7 +90,6 @@ class Messenger:
 
 def block_messengers(predicate):
     """Context manager that temporarily removes handlers matching ``predicate``."""
-    from contextlib import contextmanager
 
     @contextmanager
     def _ctx():

@@ -135,6 +135,8 @@ class InitMessenger(Messenger):
     def _pyro_sample(self, msg):
         if msg["is_observed"] or msg["value"] is not None or msg["done"]:
             return
+        if msg["infer"].get("_subsample"):  # a plate's minibatch indices, not a latent
+            return
         with torch.no_grad():
             value = self.init_fn(msg)
         if not isinstance(value, torch.Tensor):

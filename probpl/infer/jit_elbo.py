@@ -51,6 +51,7 @@ the recorded step; it is kept for code the recorder cannot follow. Other
 """
 
 import importlib
+import os
 import warnings
 
 import torch
@@ -64,6 +65,8 @@ from probpl.params import _PYRO_PARAM_STORE
 from probpl.poutine.messenger import block_messengers
 from probpl.poutine.runtime import _PYRO_STACK
 from probpl.primitives import param
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _TENSOR = object()  # placeholder for a tensor argument in an argument template
 
@@ -256,9 +259,13 @@ class _CompiledLossAndGrads:
             for w in caught:
                 # Only values read out of tensors matter: shapes are part of the
                 # key, and constants from Python numbers are what static means.
-                if issubclass(w.category, torch.jit.TracerWarning) and str(
-                    w.message
-                ).startswith("Converting a tensor to a Python"):
+                # probpl's own code reads only shapes (e.g. plate sizes taken from
+                # traced ``x.shape[0]``), so only the user's reads are reported.
+                if (
+                    issubclass(w.category, torch.jit.TracerWarning)
+                    and str(w.message).startswith("Converting a tensor to a Python")
+                    and not w.filename.startswith(_PACKAGE_DIR)
+                ):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return fn, None
 

@@ -229,3 +229,32 @@ def test_nonfinite_loss_names_site():
 def test_compile_option_is_validated():
     with pytest.raises(ValueError, match="compiler"):
         JitTrace_ELBO(jit_options={"compiler": "nope"})
+
+
+def test_module_model_with_shape_sized_plate_records_and_matches_eager():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(20, 3), torch.randn(20)
+
+    def model(x, y):
+        probpl.module("net", net)
+        scale = probpl.sample("scale", dist.LogNormal(0.0, 1.0))
+        with probpl.plate("data", x.shape[0]):
+            probpl.sample("y", dist.Normal(net(x).squeeze(-1), scale), obs=y)
+
+    guide = AutoNormal(model)
+    grads = {}
+    for elbo in (Trace_ELBO(), JitTrace_ELBO()):
+        probpl.set_rng_seed(3)
+        svi = SVI(model, guide, Adam({"lr": 0.0}), elbo)
+        for _ in range(3):  # eager, record, verify
+            svi.step(x, y)
+        probpl.set_rng_seed(4)
+        elbo.loss_and_grads(model, guide, x, y)
+        grads[type(elbo).__name__] = {
+            n: p.grad.clone() for n, p in probpl.get_param_store().named_parameters()
+        }
+        for p in dict(probpl.get_param_store().named_parameters()).values():
+            p.grad = None
+    for name, g in grads["Trace_ELBO"].items():
+        torch.testing.assert_close(grads["JitTrace_ELBO"][name], g, rtol=1e-4, atol=1e-5)

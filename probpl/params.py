@@ -104,14 +104,7 @@ class ParamStoreDict:
             else:
                 unconstrained = _bijection(constraint).inv(constrained_value).detach().clone()
                 unconstrained = unconstrained.contiguous()
-        unconstrained.requires_grad_(True)
-        old = self._params.get(name)
-        if old is not None:
-            self._param_to_name.pop(id(old), None)
-        self._params[name] = unconstrained
-        self._constraints[name] = constraint
-        self._transforms.pop(name, None)
-        self._param_to_name[id(unconstrained)] = name
+        self.adopt(name, unconstrained, constraint)
 
     # ----- the param statement -----
 
@@ -194,10 +187,8 @@ class ParamStoreDict:
         """Restore a snapshot made by :meth:`get_state` (replaces what is stored)."""
         self.clear()
         for name, unconstrained in state["params"].items():
-            unconstrained = unconstrained.detach().clone().requires_grad_(True)
-            self._params[name] = unconstrained
-            self._constraints[name] = state["constraints"].get(name, constraints.real)
-            self._param_to_name[id(unconstrained)] = name
+            constraint = state["constraints"].get(name, constraints.real)
+            self.adopt(name, unconstrained.detach().clone(), constraint)
 
     def save(self, filename):
         """Save the store to ``filename`` with ``torch.save``."""

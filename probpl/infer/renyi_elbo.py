@@ -18,8 +18,13 @@ import math
 import torch
 
 from probpl.distributions.util import is_identically_zero
-from probpl.infer.elbo import ELBO, get_importance_trace
-from probpl.infer.trace_elbo import _to_float, check_finite, enumerated_guide_error, is_latent
+from probpl.infer.elbo import ELBO
+from probpl.infer.trace_elbo import (
+    _to_float,
+    check_finite,
+    checked_importance_trace,
+    is_latent,
+)
 
 
 def particle_sum(log_prob, vectorized, max_plate_nesting, num_particles):
@@ -66,11 +71,9 @@ class RenyiELBO(ELBO):
         self.alpha = alpha
 
     def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = get_importance_trace(
+        return checked_importance_trace(
             "flat", self.max_plate_nesting, model, guide, args, kwargs
         )
-        enumerated_guide_error(guide_trace)
-        return model_trace, guide_trace
 
     def _particle_terms(self, model_trace, guide_trace):
         """Per-particle ``(log w, surrogate)`` of one trace pair."""

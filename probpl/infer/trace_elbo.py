@@ -55,6 +55,16 @@ def enumerated_guide_error(guide_trace):
             )
 
 
+def checked_importance_trace(graph_type, max_plate_nesting, model, guide, args, kwargs):
+    """:func:`~probpl.infer.elbo.get_importance_trace`, refusing guides with sites
+    marked for parallel enumeration (which these ELBOs cannot sum out)."""
+    model_trace, guide_trace = get_importance_trace(
+        graph_type, max_plate_nesting, model, guide, args, kwargs
+    )
+    enumerated_guide_error(guide_trace)
+    return model_trace, guide_trace
+
+
 def is_latent(site):
     """A guide or model site drawn (not observed), excluding plate subsample indices."""
     return site["type"] == "sample" and not site["is_observed"] and not site["infer"].get(
@@ -78,12 +88,12 @@ class Trace_ELBO(ELBO):
         0.0
     """
 
+    _graph_type = "flat"  # TraceGraph_ELBO needs the dependency edges: "dense"
+
     def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = get_importance_trace(
-            "flat", self.max_plate_nesting, model, guide, args, kwargs
+        return checked_importance_trace(
+            self._graph_type, self.max_plate_nesting, model, guide, args, kwargs
         )
-        enumerated_guide_error(guide_trace)
-        return model_trace, guide_trace
 
     def _particle(self, model_trace, guide_trace):
         """``(elbo, surrogate_elbo)`` of one trace pair. For a guide made only of

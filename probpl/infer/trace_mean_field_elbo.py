@@ -12,8 +12,7 @@ import torch
 
 from probpl.distributions.kl import kl_divergence
 from probpl.distributions.util import scale_and_mask
-from probpl.infer.elbo import get_importance_trace
-from probpl.infer.trace_elbo import Trace_ELBO, enumerated_guide_error, is_latent
+from probpl.infer.trace_elbo import Trace_ELBO, is_latent
 
 
 def _check_reparameterized(name, site):
@@ -44,10 +43,7 @@ class TraceMeanField_ELBO(Trace_ELBO):
     """
 
     def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = get_importance_trace(
-            "flat", self.max_plate_nesting, model, guide, args, kwargs
-        )
-        enumerated_guide_error(guide_trace)
+        model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
         for name, site in guide_trace.nodes.items():
             if is_latent(site):
                 _check_reparameterized(name, site)

@@ -32,8 +32,7 @@ References:
 import torch
 
 from probpl.distributions.util import is_identically_zero
-from probpl.infer.elbo import get_importance_trace
-from probpl.infer.trace_elbo import Trace_ELBO, _sum_to, enumerated_guide_error, is_latent
+from probpl.infer.trace_elbo import Trace_ELBO, _sum_to, is_latent
 from probpl.params import _PYRO_PARAM_STORE
 
 _BASELINE_KEYS = {
@@ -140,12 +139,7 @@ class TraceGraph_ELBO(Trace_ELBO):
         0.0
     """
 
-    def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = get_importance_trace(
-            "dense", self.max_plate_nesting, model, guide, args, kwargs
-        )
-        enumerated_guide_error(guide_trace)
-        return model_trace, guide_trace
+    _graph_type = "dense"
 
     def _particle(self, model_trace, guide_trace):
         elbo = 0.0

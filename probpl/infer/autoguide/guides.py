@@ -16,7 +16,11 @@ from contextlib import ExitStack
 import torch
 
 from probpl.distributions import Delta, constraints
-from probpl.infer.autoguide.initialization import init_to_feasible, init_to_median
+from probpl.infer.autoguide.initialization import (
+    InitMessenger,
+    init_to_feasible,
+    init_to_median,
+)
 from probpl.infer.autoguide.normal_site import NormalSite
 from probpl.infer.autoguide.utils import (
     deep_owner,
@@ -28,7 +32,6 @@ from probpl.infer.autoguide.utils import (
 )
 from probpl.nn.module import PyroModule, PyroParam
 from probpl.poutine.handlers import block, trace
-from probpl.poutine.messenger import Messenger
 from probpl.poutine.plate_messenger import plate
 from probpl.primitives import sample
 
@@ -36,27 +39,6 @@ from probpl.primitives import sample
 def _prototype_hide_fn(msg):
     # The prototype records latent sample sites only.
     return msg["type"] != "sample" or msg["is_observed"] or msg["infer"].get("_subsample", False)
-
-
-class _InitLatents(Messenger):
-    """Give each latent site of the prototype run its value from ``init_fn``."""
-
-    def __init__(self, init_fn):
-        super().__init__()
-        self.init_fn = init_fn
-
-    def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["value"] is not None or msg["infer"].get("_subsample"):
-            return
-        value = self.init_fn(msg)
-        shape = msg["fn"].batch_shape + msg["fn"].event_shape
-        if tuple(value.shape) != tuple(shape):
-            raise ValueError(
-                f"init_loc_fn gave sample site '{msg['name']}' a value of shape "
-                f"{tuple(value.shape)}, expected {tuple(shape)}"
-            )
-        msg["value"] = value
-        msg["done"] = True
 
 
 def _picklable(fn):
@@ -154,7 +136,7 @@ class AutoGuide(PyroModule):
                 f"{type(self).__name__} has no model (it was pickled without one) and has "
                 "never been run; build a new guide around the model"
             )
-        return model if init_loc_fn is None else _InitLatents(init_loc_fn)(model)
+        return model if init_loc_fn is None else InitMessenger(init_loc_fn)(model)
 
     def _setup_prototype(self, *args, **kwargs):
         model = block(self._prototype_model(), hide_fn=_prototype_hide_fn)

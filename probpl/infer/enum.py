@@ -4,14 +4,11 @@
 :func:`trace_factors` turns a trace recorded under
 :class:`~probpl.poutine.enum_messenger.EnumMessenger` into packed factors
 (:mod:`probpl.ops.contract`), naming each plate and each enumeration dim by a
-symbol.  :func:`compute_log_probs` computes the log-densities of such a trace
-in groups: sites with the same distribution type and shapes (the steps of a
-``markov`` loop) are evaluated as one stacked batch, and an enumerated
-categorical's log-density is its normalised logits, moved to its enumeration
-dim.  :func:`log_density_sum_enumerated` and :func:`enumerated_log_density`
-give the log joint density of a model with its enumerated sites summed out,
-which is what an MCMC potential needs when a model mixes continuous latents
-with discrete ones.
+symbol; their log-densities come from :func:`compute_log_probs`
+(:mod:`probpl.infer.enum_log_prob`). :func:`log_density_sum_enumerated` and
+:func:`enumerated_log_density` give the log joint density of a model with its
+enumerated sites summed out, which is what an MCMC potential needs when a model
+mixes continuous latents with discrete ones.
 """
 
 from collections import OrderedDict
@@ -19,11 +16,13 @@ from collections import OrderedDict
 import torch
 
 from probpl.distributions.util import scale_and_mask
+from probpl.infer.enum_log_prob import compute_log_probs
 from probpl.ops.contract import Factor, contract_to_tensor, get_symbol
 from probpl.poutine.enum_messenger import EnumMessenger
 from probpl.poutine.handlers import block, infer_config, substitute, trace
 
 __all__ = [
+    "compute_log_probs",
     "config_enumerate",
     "trace_factors",
     "log_density_sum_enumerated",
@@ -74,214 +73,6 @@ def config_enumerate(fn=None, default="parallel", expand=False, num_samples=None
         return {"enumerate": infer.get("enumerate", default), "expand": infer.get("expand", expand)}
 
     return infer_config(fn, config_fn)
-
-
-def _enumerated_logits_to_log_prob(logits, dim, lead=0):
-    """Log-probabilities of ``arange(K)`` laid along ``dim`` (a negative batch dim):
-    the normalised ``logits`` (``lead`` stacking dims + batch + (K,)) with the
-    category dim moved there."""
-    batch = logits.dim() - 1 - lead
-    if -dim > batch:
-        lp = logits.movedim(-1, lead)
-        shape = lp.shape
-        return lp.reshape(shape[:lead + 1] + (1,) * (-1 - dim - batch) + shape[lead + 1:])
-    return logits.transpose(dim - 1, -1).squeeze(-1)
-
-
-def _site_log_prob(name, site):
-    fn, value, infer = site["fn"], site["value"], site["infer"]
-    if infer.get("_enum_support") is value:
-        # The value is arange(K) along the enumeration dim: log_prob is the logits
-        # with their last dim moved there (no gather).
-        return _enumerated_logits_to_log_prob(fn.logits, infer["_enumerate_dim"])
-    try:
-        return fn.log_prob(value)
-    except (ValueError, RuntimeError) as e:
-        shape = tuple(getattr(value, "shape", ()))
-        raise ValueError(
-            f"Error computing log_prob at sample site '{name}' (batch_shape "
-            f"{tuple(fn.batch_shape)}, value shape {shape}): {e}"
-        ) from e
-
-
-# torch distributions whose log_prob is elementwise in their parameters and
-# whose constructor takes exactly these tensors: sites of one such type with
-# equal shapes are evaluated together, as one stacked batch.
-_STACKABLE = {
-    torch.distributions.Normal: ("loc", "scale"),
-    torch.distributions.Laplace: ("loc", "scale"),
-    torch.distributions.Cauchy: ("loc", "scale"),
-    torch.distributions.Poisson: ("rate",),
-    torch.distributions.Exponential: ("rate",),
-    torch.distributions.Gamma: ("concentration", "rate"),
-}
-
-
-def _unexpand(t):
-    """The tensor that a plate expanded into ``t``, when that is certain; else
-    ``t``.  ``_unexpand(t).expand(t.shape)`` equals ``t`` (the result may have
-    fewer dims), and computing from it leaves the expansion out of the autograd
-    graph.  Tensors without gradients are returned as they are."""
-    if not t.requires_grad:
-        return t
-    b = t._base
-    if b is None or not b.requires_grad or b.dtype != t.dtype \
-            or b.storage_offset() != t.storage_offset():
-        return t
-    t_shape, b_shape, t_stride = t.shape, b.shape, t.stride()
-    lead = len(t_shape) - len(b_shape)
-    if lead < 0:
-        return t
-    for i in range(lead):
-        if t_stride[i]:
-            return t
-    # b.expand(t.shape) must give t's strides exactly.
-    for i, (bn, bs) in enumerate(zip(b_shape, b.stride())):
-        j = lead + i
-        if bn == t_shape[j]:
-            if bs != t_stride[j]:
-                return t
-        elif bn != 1 or t_stride[j]:
-            return t
-    return b
-
-
-_BROADCAST = {}
-
-
-def _broadcast_shape(a, b):
-    key = (a, b)
-    shape = _BROADCAST.get(key)
-    if shape is None:
-        if len(_BROADCAST) > 4096:
-            _BROADCAST.clear()
-        shape = _BROADCAST[key] = torch.broadcast_shapes(a, b)
-    return shape
-
-
-_CLASS_PARAMS = {}  # distribution class -> parameter names; () when not grouped
-_ENUM_SHAPES = {}  # (logits shape, enumeration dim) -> log-density shape
-
-
-def _class_params(cls):
-    names = _CLASS_PARAMS.get(cls)
-    if names is None:
-        base = cls if cls in _STACKABLE else cls.__mro__[1]
-        names = _STACKABLE.get(base, ())
-        # A subclass that computes differently is evaluated on its own.
-        if cls is not base and ("log_prob" in cls.__dict__ or "__init__" in cls.__dict__):
-            names = ()
-        _CLASS_PARAMS[cls] = names
-    return names
-
-
-def _enum_shape(shape, dim):
-    key = (shape, dim)
-    found = _ENUM_SHAPES.get(key)
-    if found is None:
-        if len(_ENUM_SHAPES) > 4096:
-            _ENUM_SHAPES.clear()
-        batch, size = shape[:-1], shape[-1]
-        if -dim > len(batch):
-            found = (size,) + (1,) * (-1 - dim - len(batch)) + batch
-        else:
-            found = batch[:len(batch) + dim] + (size,) + batch[len(batch) + dim + 1:]
-        _ENUM_SHAPES[key] = found = torch.Size(found)
-    return found
-
-
-def _stack_key(site):
-    """``(key, tensors)`` when ``site``'s log-density can be computed in a batch
-    with other sites of the same key, else ``None``.
-
-    ``tensors`` are the inputs to stack (parameters, then the value, with any
-    plate expansion undone); the key ends with the shape of the site's
-    log-density.
-    """
-    fn, value, infer = site["fn"], site["value"], site["infer"]
-    params = fn.__dict__
-    if infer.get("_enum_support") is value:
-        # An enumerated categorical: only its normalised logits are needed.
-        if "logits" in params:
-            t, kind = params["logits"], "logits"
-        else:
-            t, kind = params["probs"], "probs"
-        dim = infer["_enumerate_dim"]
-        shape = _enum_shape(t.shape, dim)
-        t = _unexpand(t)
-        return ("enum", kind, t.shape, t.dtype, t.device, dim, shape), (t,)
-    cls = type(fn)
-    names = _class_params(cls)
-    if not names or fn._validate_args or not isinstance(value, torch.Tensor):
-        # (A validating distribution checks its value's support in log_prob.)
-        return None
-    tensors = [_unexpand(params[n]) for n in names]
-    tensors.append(value)
-    key = (cls, tuple(t.shape for t in tensors), value.dtype, tensors[0].dtype, value.device,
-           _broadcast_shape(fn.batch_shape, value.shape))
-    return key, tensors
-
-
-def _grouped_log_probs(key, members):
-    """Log-densities of same-key sites from one batched evaluation (a stack along
-    a new leading dim, unless there is a single site)."""
-    n = len(members)
-    if n == 1:
-        stacked, lead = list(members[0][1]), 0
-    else:
-        stacked, lead = [torch.stack(c) for c in zip(*(tensors for _, tensors in members))], 1
-    if key[0] == "enum":
-        kind, dim = key[1], key[5]
-        t = stacked[0]
-        if kind == "probs":
-            eps = torch.finfo(t.dtype).eps
-            t = t.clamp(min=eps, max=1 - eps).log()
-        lp = _enumerated_logits_to_log_prob(t, dim, lead=lead)
-    else:
-        if lead:
-            # Right-align parameters and value behind the stacking dim.
-            rank = max(len(shape) for shape in key[1])
-            stacked = [
-                t if len(shape) == rank else t.reshape((n,) + (1,) * (rank - len(shape)) + shape)
-                for t, shape in zip(stacked, key[1])
-            ]
-        fn = key[0](*stacked[:-1], validate_args=False)
-        lp = fn.log_prob(stacked[-1])
-    shape = (n,) + tuple(key[-1]) if lead else key[-1]
-    if lp.shape != shape:
-        lp = lp.expand(shape)
-    return lp.unbind(0) if lead else (lp,)
-
-
-def compute_log_probs(tr):
-    """Store ``log_prob`` (scaled, masked) and ``unscaled_log_prob`` on the sample
-    sites of a trace recorded under enumeration, cheaply for enumerated sites.
-
-    Sites with the same distribution type and shapes (the steps of a ``markov``
-    chain) are evaluated together: one stacked computation, which also leaves
-    one node per group rather than per site for the backward pass.
-    """
-    groups = {}
-    for name, site in tr.nodes.items():
-        if site["type"] != "sample" or "log_prob" in site or site["infer"].get("_subsample"):
-            continue
-        found = _stack_key(site)
-        if found is None:
-            _store(site, _site_log_prob(name, site))
-        else:
-            groups.setdefault(found[0], []).append((site, found[1]))
-    for key, members in groups.items():
-        for (site, _), lp in zip(members, _grouped_log_probs(key, members)):
-            _store(site, lp)
-
-
-def _store(site, lp):
-    site["unscaled_log_prob"] = lp
-    scale, mask = site["scale"], site["mask"]
-    if mask is None and type(scale) in (int, float) and scale == 1:
-        site["log_prob"] = lp
-    else:
-        site["log_prob"] = scale_and_mask(lp, scale, mask)
 
 
 class Symbols:

@@ -18,6 +18,11 @@ parameters (a value baked in by mistake would differ by then); if a check
 fails the step falls back to a traced forward pass with an autograd backward
 pass (``jit_options={"compiler": "trace_forward"}`` asks for that directly).
 
+With ``vectorize_particles=True`` the particles are drawn along the extra
+plate left of the model's plates, as in the eager ELBO, inside the recorded
+graph: one run of the recorded function draws and evaluates all of them. The
+first (eager) step settles ``max_plate_nesting`` when it was not given.
+
 Like Pyro's ``JitTrace_ELBO``, this assumes the model and guide are *static*:
 for given argument shapes the same sites run in the same order with the same
 distributions, and no Python control flow depends on tensor values (values
@@ -194,9 +199,6 @@ class _CompiledLossAndGrads:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.vectorize_particles:
-            raise ValueError(f"{type(self).__name__} does not support vectorize_particles; "
-                             "use the eager ELBO")
         options = dict(self.jit_options or {})
         self._compiler = options.pop("compiler", "trace")
         if self._compiler not in ("trace", "trace_forward", "compile"):

@@ -13,7 +13,6 @@ from probpl.infer.renyi_elbo import RenyiELBO
 from probpl.infer.svi import SVI
 from probpl.infer.trace_elbo import Trace_ELBO
 from probpl.infer.trace_mean_field_elbo import TraceMeanField_ELBO
-from probpl.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from probpl.infer.tracegraph_elbo import TraceGraph_ELBO
 from probpl.optim import ClippedAdam
 
@@ -122,24 +121,6 @@ def test_gamma_poisson_posterior(elbo):
     post_sd = math.sqrt(32) / 11
     assert abs(a / b - 32 / 11) < 0.1 * post_sd
     assert abs(math.sqrt(a) / b - post_sd) < 0.15 * post_sd
-
-
-def test_tail_adaptive_gradient_vanishes_at_exact_posterior():
-    # Mean gradient over 500 replications at the exact posterior: zero within 4
-    # standard errors.
-    probpl.enable_validation(False)
-    grads = []
-    for _ in range(500):
-        probpl.clear_param_store()
-        probpl.param("loc", torch.tensor(POST_MEAN, dtype=torch.float64))
-        probpl.param("scale", torch.tensor(POST_SD, dtype=torch.float64),
-                     constraint=constraints.positive)
-        elbo = TraceTailAdaptive_ELBO(num_particles=8, vectorize_particles=True)
-        elbo.loss_and_grads(normal_model, normal_guide, DATA)
-        params = dict(probpl.get_param_store().named_parameters())
-        grads.append([params["loc"].grad.item(), params["scale"].grad.item()])
-    g = torch.tensor(grads)
-    assert (g.mean(0).abs() < 4 * g.std(0) / math.sqrt(len(g))).all()
 
 
 def test_mean_field_uses_analytic_kl():

@@ -121,16 +121,23 @@ def sample(name, fn, *args, obs=None, obs_mask=None, infer=None, **kwargs):
         return _masked_observe(name, fn, obs, obs_mask, infer)
     if util._VALIDATION_ENABLED:
         _check_distribution(name, fn)
-    msg = new_message(
-        type="sample",
-        name=name,
-        fn=fn,
-        is_observed=obs is not None,
-        args=args,
-        kwargs=kwargs,
-        value=obs,
-        infer={} if infer is None else dict(infer),
-    )
+    # The fields of runtime.new_message, written out: this runs once per site.
+    msg = {
+        "type": "sample",
+        "name": name,
+        "fn": fn,
+        "is_observed": obs is not None,
+        "args": args,
+        "kwargs": kwargs,
+        "value": obs,
+        "infer": {} if infer is None else dict(infer),
+        "scale": 1.0,
+        "mask": None,
+        "cond_indep_stack": (),
+        "done": False,
+        "stop": False,
+        "continuation": None,
+    }
     apply_stack(msg)
     if msg["is_observed"] and util._VALIDATION_ENABLED:
         _check_observation(msg)

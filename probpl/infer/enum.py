@@ -82,6 +82,9 @@ class Symbols:
         self._table = {}
         self._enum = {}  # enumeration id -> symbol (a fast path into _table)
         self._frames = {}  # cond_indep_stack -> (ordinal, plate dim -> symbol, sizes)
+        # (cond_indep_stack, enumeration dims and ids, shape) -> how to pack a
+        # site's log-density: the same at every step of an inference loop.
+        self._packs = {}
 
     def __call__(self, key):
         sym = self._table.get(key)
@@ -107,6 +110,30 @@ class Symbols:
                     sizes[s] = f.size
             found = self._frames[frames] = (frozenset(sizes), dims, sizes)
         return found
+
+    def pack(self, name, site, tensor):
+        """``(ordinal, Factor, plate sizes)`` of a site's right-aligned batch
+        ``tensor`` (see :func:`pack_site`), the work remembered per layout."""
+        frames = site["cond_indep_stack"]
+        dim_to_id = site["infer"].get("_dim_to_id")
+        shape = tensor.shape
+        key = (frames, tuple(dim_to_id.items()) if dim_to_id else (), shape)
+        found = self._packs.get(key)
+        if found is None:
+            ordinal, plate_dims, sizes = self.plates(frames)
+            dim_to_symbol = dict(plate_dims)
+            for d, i in key[1]:
+                dim_to_symbol[d] = self.enum(i)
+            factor = pack_site(name, site, tensor, dim_to_symbol)
+            squeezed = factor.tensor.shape if factor.tensor.shape != shape else None
+            if len(self._packs) > 65536:
+                self._packs.clear()
+            found = self._packs[key] = (ordinal, factor.dims, squeezed, sizes)
+            return ordinal, factor, sizes
+        ordinal, dims, squeezed, sizes = found
+        if squeezed is not None:
+            tensor = tensor.reshape(squeezed)
+        return ordinal, Factor(tensor, dims), sizes
 
 
 def site_ordinal_and_dims(site, symbols, plate_sizes):
@@ -188,27 +215,31 @@ def trace_factors(model_trace, exclude=(), symbols=None):
     others = []
     enum_sites = OrderedDict()
     scales, scale_names = [], []
+    last_sizes = None
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site["infer"].get("_subsample"):
+        if site["type"] != "sample":
             continue
-        ordinal, dim_to_symbol = site_ordinal_and_dims(site, symbols, plate_sizes)
         infer = site["infer"]
-        enum_dim = infer.get("_enumerate_dim")
-        if enum_dim is not None and name not in exclude and not site["is_observed"]:
-            sym = dim_to_symbol[enum_dim]
-            sum_dims.add(sym)
-            enum_sites[name] = sym
+        if infer.get("_subsample"):
+            continue
         log_prob = site["log_prob"]
         if not isinstance(log_prob, torch.Tensor):
             log_prob = torch.as_tensor(log_prob)
-        factor = pack_site(name, site, log_prob, dim_to_symbol)
+        ordinal, factor, sizes = symbols.pack(name, site, log_prob)
+        if sizes is not last_sizes:
+            plate_sizes.update(sizes)
+            last_sizes = sizes
+        enum_dim = infer.get("_enumerate_dim")
+        if enum_dim is not None and name not in exclude and not site["is_observed"]:
+            sym = symbols.enum(infer["_dim_to_id"][enum_dim])
+            sum_dims.add(sym)
+            enum_sites[name] = sym
         if not sum_dims.isdisjoint(factor.dims):
             scale = site["scale"]
             if not (isinstance(scale, (int, float)) and scale == 1):
-                factor = pack_site(
-                    name, site, scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"]),
-                    dim_to_symbol,
-                )
+                factor = symbols.pack(
+                    name, site, scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
+                )[1]
             scales.append(scale)
             scale_names.append(name)
             tree.setdefault(ordinal, []).append(factor)

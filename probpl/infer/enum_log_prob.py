@@ -95,19 +95,27 @@ def _broadcast_shape(a, b):
     return shape
 
 
-_CLASS_PARAMS = {}  # distribution class -> parameter names; () when not grouped
+_NUMBER = "number"  # marks a Python-number parameter in a group key
+_CLASS_PARAMS = {}  # distribution class -> ((name, "_" + name), ...); () when not grouped
 _ENUM_SHAPES = {}  # (logits shape, enumeration dim) -> log-density shape
 
 
 def _class_params(cls):
     names = _CLASS_PARAMS.get(cls)
     if names is None:
-        base = cls if cls in _STACKABLE else cls.__mro__[1]
-        names = _STACKABLE.get(base, ())
-        # A subclass that computes differently is evaluated on its own.
-        if cls is not base and ("log_prob" in cls.__dict__ or "__init__" in cls.__dict__):
-            names = ()
-        _CLASS_PARAMS[cls] = names
+        names = ()
+        for base in cls.__mro__:
+            if base in _STACKABLE:
+                names = _STACKABLE[base]
+                break
+            # A subclass that computes differently is evaluated on its own;
+            # probpl's own versions of these classes compute the same values.
+            if ("log_prob" in base.__dict__ or "__init__" in base.__dict__) \
+                    and not base.__module__.startswith("probpl.distributions"):
+                break
+        # Parameters are stored under their name, or under "_<name>" (possibly
+        # as a Python number) by classes that expand lazily.
+        names = _CLASS_PARAMS[cls] = tuple((n, "_" + n) for n in names)
     return names
 
 
@@ -144,16 +152,39 @@ def _stack_key(site):
             t, kind = params["probs"], "probs"
         dim = infer["_enumerate_dim"]
         shape = _enum_shape(t.shape, dim)
-        t = _unexpand(t)
+        source = infer.get("_unexpanded")
+        if source is not None and source[0] is fn:
+            # The distribution as the model built it, before plates expanded it.
+            t = source[1].__dict__[kind]
+        else:
+            t = _unexpand(t)
         return ("enum", kind, t.shape, t.dtype, t.device, dim, shape), (t,)
     cls = type(fn)
     names = _class_params(cls)
     if not names or fn._validate_args or not isinstance(value, torch.Tensor):
         # (A validating distribution checks its value's support in log_prob.)
         return None
-    tensors = [_unexpand(params[n]) for n in names]
+    tensors, spec, dtypes = [], [], []
+    for n, private in names:
+        t = params.get(n)
+        if t is None:
+            t = params.get(private)
+            if t is None:
+                return None
+        if isinstance(t, torch.Tensor):
+            t = _unexpand(t)
+            tensors.append(t)
+            spec.append(t.shape)
+            dtypes.append(t.dtype)
+        elif type(t) in (int, float):
+            # A number is the same for every member of a group: part of the key.
+            tensors.append(t)
+            spec.append((_NUMBER, t))
+        else:
+            return None
     tensors.append(value)
-    key = (cls, tuple(t.shape for t in tensors), value.dtype, tensors[0].dtype, value.device,
+    spec.append(value.shape)
+    key = (cls, tuple(spec), tuple(dtypes), value.dtype, value.device,
            _broadcast_shape(fn.batch_shape, value.shape))
     return key, tensors
 
@@ -165,7 +196,10 @@ def _grouped_log_probs(key, members):
     if n == 1:
         stacked, lead = list(members[0][1]), 0
     else:
-        stacked, lead = [torch.stack(c) for c in zip(*(tensors for _, tensors in members))], 1
+        # (Numbers, equal across the group, are kept as they are.)
+        stacked = [torch.stack(c) if isinstance(c[0], torch.Tensor) else (_NUMBER, c[0])
+                   for c in zip(*(tensors for _, tensors in members))]
+        lead = 1
     if key[0] == "enum":
         kind, dim = key[1], key[5]
         t = stacked[0]
@@ -176,10 +210,13 @@ def _grouped_log_probs(key, members):
     else:
         if lead:
             # Right-align parameters and value behind the stacking dim.
-            rank = max(len(shape) for shape in key[1])
+            spec = key[1]
+            rank = max(len(shape) for shape in spec if type(shape) is torch.Size)
             stacked = [
-                t if len(shape) == rank else t.reshape((n,) + (1,) * (rank - len(shape)) + shape)
-                for t, shape in zip(stacked, key[1])
+                t[1] if type(shape) is not torch.Size
+                else t if len(shape) == rank
+                else t.reshape((n,) + (1,) * (rank - len(shape)) + shape)
+                for t, shape in zip(stacked, spec)
             ]
         fn = key[0](*stacked[:-1], validate_args=False)
         lp = fn.log_prob(stacked[-1])
@@ -207,6 +244,11 @@ def compute_log_probs(tr):
         else:
             groups.setdefault(found[0], []).append((site, found[1]))
     for key, members in groups.items():
+        if len(members) == 1 and key[0] != "enum":
+            # Nothing to batch: the distribution's own log_prob is the cheapest.
+            site = members[0][0]
+            _store(site, _site_log_prob(site["name"], site))
+            continue
         for (site, _), lp in zip(members, _grouped_log_probs(key, members)):
             _store(site, lp)
 

@@ -28,8 +28,6 @@ from probpl.infer.enum import (
     Symbols,
     _full_sum,
     compute_log_probs,
-    pack_site,
-    site_ordinal_and_dims,
     trace_factors,
 )
 from probpl.ops.contract import Factor, contract_tensor_tree, contract_to_tensor
@@ -116,7 +114,11 @@ class TraceEnum_ELBO(ELBO):
 
     def _particle(self, model_trace, guide_trace):
         """The surrogate ELBO of one trace pair; its value is the ELBO estimate."""
-        symbols = Symbols()
+        # One symbol table for every step: symbols name plates and enumeration
+        # ids, and it remembers how each site layout is packed.
+        symbols = self.__dict__.get("_symbols")
+        if symbols is None or len(symbols._table) > 4096:
+            symbols = self._symbols = Symbols()
         parts = trace_factors(model_trace, exclude=guide_trace.nodes, symbols=symbols)
         plate_sizes = parts["plate_sizes"]
         weights = []
@@ -124,8 +126,8 @@ class TraceEnum_ELBO(ELBO):
         for name, site in guide_trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or site["infer"].get("_subsample"):
                 continue
-            ordinal, dim_to_symbol = site_ordinal_and_dims(site, symbols, plate_sizes)
-            factor = pack_site(name, site, site["log_prob"], dim_to_symbol)
+            ordinal, factor, sizes = symbols.pack(name, site, site["log_prob"])
+            plate_sizes.update(sizes)
             costs.append((ordinal, factor._replace(tensor=-factor.tensor)))
             if site["infer"].get("_enumerate_dim") is not None:
                 weights.append((ordinal, factor))

@@ -1,6 +1,14 @@
 """``broadcast``: expand distributions to the sizes of their enclosing plates."""
 
+import torch
+
 from probpl.poutine.messenger import Messenger
+
+# (batch_shape, cond_indep_stack) -> expanded batch shape, or None when the
+# distribution already fills its plates: a model asks the same question at
+# every step of a loop.
+_TARGETS = {}
+_MISSING = object()
 
 
 def broadcast_to_plates(msg):
@@ -10,6 +18,25 @@ def broadcast_to_plates(msg):
     batch_shape = getattr(fn, "batch_shape", None)
     if batch_shape is None:
         return
+    key = (batch_shape, msg["cond_indep_stack"])
+    target = _TARGETS.get(key, _MISSING)
+    if target is _MISSING:
+        target = _target_shape(msg, batch_shape)
+        if len(_TARGETS) > 1024:
+            _TARGETS.clear()
+        _TARGETS[key] = target
+    if target is not None:
+        expanded = fn.expand(target)
+        # Remember the distribution before any plate expanded it (inference
+        # may compute from its smaller parameters): (expanded, original).
+        infer = msg["infer"]
+        source = infer.get("_unexpanded")
+        infer["_unexpanded"] = (expanded, source[1] if source is not None and source[0] is fn
+                                else fn)
+        msg["fn"] = expanded
+
+
+def _target_shape(msg, batch_shape):
     target = list(batch_shape)
     for f in msg["cond_indep_stack"]:
         if f.dim is None or f.size == -1:
@@ -26,7 +53,8 @@ def broadcast_to_plates(msg):
                 f"{f.dim}, expected {f.size} or 1"
             )
     if len(target) != len(batch_shape) or any(a != b for a, b in zip(target, batch_shape)):
-        msg["fn"] = fn.expand(target)
+        return torch.Size(target)
+    return None
 
 
 class BroadcastMessenger(Messenger):

@@ -14,6 +14,8 @@ context that enclosed it still sees it; sites that are not visible may share
 enumeration dims with the current one.
 """
 
+from itertools import chain
+
 from probpl.poutine.messenger import Messenger
 from probpl.poutine.runtime import _PYRO_STACK
 
@@ -78,17 +80,21 @@ class MarkovMessenger(Messenger):
                 self.__exit__(None, None, None)
 
     def _pyro_sample(self, msg):
-        if msg["done"] or msg["infer"].get("_subsample"):
-            return
         infer = msg["infer"]
+        if msg["done"] or infer.get("_subsample"):
+            return
+        pos = self._pos
+        window = self._steps[max(0, pos - self.history):pos + 1]
         scope = infer.get("_markov_scope")
         if scope is None:
-            scope = infer["_markov_scope"] = {}
-        for pos in range(max(0, self._pos - self.history), self._pos + 1):
-            for name in self._steps[pos]:
-                scope[name] = scope.get(name, 0) + 1
+            # The innermost markov context: every name in its window once.
+            infer["_markov_scope"] = dict.fromkeys(chain.from_iterable(window), 1)
+        else:
+            for names in window:
+                for name in names:
+                    scope[name] = scope.get(name, 0) + 1
         infer["_markov_depth"] = infer.get("_markov_depth", 0) + 1
-        self._steps[self._pos].add(msg["name"])
+        self._steps[pos].add(msg["name"])
 
 
 def markov(fn=None, history=1, keep=False, dim=None, name=None):

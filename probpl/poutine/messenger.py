@@ -23,7 +23,7 @@ Example::
 import functools
 from contextlib import contextmanager
 
-from probpl.poutine.runtime import _PYRO_STACK
+from probpl.poutine.runtime import _PLANS, _PYRO_STACK, clear_dispatch_cache
 
 
 class Messenger:
@@ -43,6 +43,9 @@ class Messenger:
             # An exception escaped from inner handlers that never exited:
             # drop them with us so the stack is left as we found it.
             del _PYRO_STACK[_PYRO_STACK.index(self):]
+        if not _PYRO_STACK:
+            # Do not keep the last handlers (and their traces) alive.
+            _PLANS.clear()
         return False
 
     def __call__(self, fn):
@@ -69,22 +72,48 @@ class Messenger:
         if method is not None:
             method(msg)
 
+    # apply_stack calls _pyro_<type> directly for classes that keep these two.
+    _process_message._dispatches_by_type = True
+    _postprocess_message._dispatches_by_type = True
+
     @classmethod
     def register(cls, fn=None, type=None, post=None):
-        """Attach ``fn`` as this class's handler for messages of ``type``."""
+        """Attach ``fn(msg)`` as this class's handler for messages of ``type``
+        (on the way back when ``post``).
+
+        Example::
+
+            >>> import torch, probpl
+            >>> import probpl.distributions as dist
+            >>> from probpl.poutine.messenger import Messenger
+            >>> class Recorder(Messenger):
+            ...     pass
+            >>> seen = []
+            >>> @Recorder.register(type="sample")
+            ... def _record(msg):
+            ...     seen.append(msg["name"])
+            >>> with Recorder():
+            ...     _ = probpl.sample("x", dist.Normal(0.0, 1.0))
+            >>> seen
+            ['x']
+        """
         if fn is None:
             return lambda x: cls.register(x, type=type, post=post)
         if type is None:
             raise ValueError("register needs a message type")
-        setattr(cls, ("_pyro_post_" if post else "_pyro_") + type, fn)
+        setattr(cls, ("_pyro_post_" if post else "_pyro_") + type, staticmethod(fn))
+        clear_dispatch_cache()
         return fn
 
     @classmethod
     def unregister(cls, fn=None, type=None):
         """Remove the handler for messages of ``type``."""
+        if type is None:
+            raise ValueError("unregister needs a message type")
         for prefix in ("_pyro_", "_pyro_post_"):
-            if hasattr(cls, prefix + type):
+            if prefix + type in cls.__dict__:
                 delattr(cls, prefix + type)
+        clear_dispatch_cache()
         return fn
 
 

@@ -90,6 +90,8 @@ class PlateMessenger(Messenger):
         self._vectorized = None
         self.counter = 0
         self._indices = None
+        self._frame = None  # the CondIndepStackFrame, built once per entry
+        self._scale = size / subsample_size if subsample_size not in (size, 0) else None
 
     # ----- entering -----
 
@@ -131,6 +133,7 @@ class PlateMessenger(Messenger):
         return apply_stack(msg)["value"]
 
     def __enter__(self):
+        self._frame = None
         if self._vectorized is False:
             return super().__enter__()
         self._vectorized = True
@@ -160,28 +163,31 @@ class PlateMessenger(Messenger):
 
     @property
     def frame(self):
-        return CondIndepStackFrame(
-            self.name, self.dim, self.subsample_size, self.counter, self.size
-        )
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = CondIndepStackFrame(
+                self.name, self.dim, self.subsample_size, self.counter, self.size
+            )
+        return frame
 
     def _process_message(self, msg):
-        msg["cond_indep_stack"] = (self.frame,) + msg["cond_indep_stack"]
-        if msg["type"] in ("plate", "subsample"):
-            if msg["type"] == "subsample":
-                self._pyro_subsample(msg)
-            return
-        if self.subsample_size != self.size:
-            msg["scale"] = msg["scale"] * (self.size / self.subsample_size)
-        if (
-            msg["type"] == "sample"
-            and self._vectorized
-            and not msg["done"]
-            and not msg["infer"].get("_subsample")
-        ):
-            broadcast_to_plates(msg)
+        frame = self._frame
+        if frame is None:
+            frame = self.frame
+        msg["cond_indep_stack"] = (frame,) + msg["cond_indep_stack"]
+        mtype = msg["type"]
+        if mtype == "sample":
+            if self._scale is not None:
+                msg["scale"] = msg["scale"] * self._scale
+            if self._vectorized and not msg["done"] and not msg["infer"].get("_subsample"):
+                broadcast_to_plates(msg)
+        elif mtype == "subsample":
+            self._pyro_subsample(msg)
+        elif mtype != "plate" and self._scale is not None:
+            msg["scale"] = msg["scale"] * self._scale
 
-    def _postprocess_message(self, msg):
-        if msg["type"] == "param" and self._vectorized and self.subsample_size != self.size:
+    def _pyro_post_param(self, msg):
+        if self._vectorized and self.subsample_size != self.size:
             self._subsample_param(msg)
 
     def _subsample_param(self, msg):

@@ -6,10 +6,21 @@ A statement such as ``probpl.sample`` builds a :class:`Message` and hands it to
 behaviour fills in a value if nobody has, then handlers post-process it from
 the outermost inwards. This module knows nothing about distributions or
 inference; everything else is built on these few functions.
+
+A model sends hundreds of messages through the same handlers, so the work of
+finding who does what is done once: which method of a handler's class handles
+a message type (``_pyro_<type>`` and ``_pyro_post_<type>``, or an overridden
+``_process_message``/``_postprocess_message``) is cached per class, and the
+handlers with something to do are listed once per stack and message type.
+Handlers are therefore looked up on their class; add them with
+``Messenger.register`` (or by defining methods), not as instance attributes.
 """
 
 import functools
+import inspect
 from collections import namedtuple
+from operator import is_
+from types import FunctionType
 from typing import Any, Callable, Optional, TypedDict
 
 # Handlers currently active, outermost first.
@@ -80,18 +91,129 @@ def default_process_message(msg: Message) -> None:
     msg["done"] = True
 
 
+# (handler class, message type) -> the function a frame of that class runs on
+# the way out (_PROCESS) or back (_POSTPROCESS), or None when it has nothing to
+# do: one dict lookup per frame instead of building and looking up a method name.
+_PROCESS: dict = {}
+_POSTPROCESS: dict = {}
+
+
+def _lookup(table, cls, mtype, post):
+    name = "_postprocess_message" if post else "_process_message"
+    general = getattr(cls, name, None)
+    if getattr(general, "_dispatches_by_type", False):
+        # The base class's general method would only forward to _pyro_<type>.
+        name = ("_pyro_post_" if post else "_pyro_") + mtype
+        general = getattr(cls, name, None)
+    if general is None or isinstance(inspect.getattr_static(cls, name, None), FunctionType):
+        fn = general
+    else:
+        # A static method (as ``register`` makes), a class method, ...: let
+        # attribute lookup on the instance bind it as usual.
+        def fn(frame, msg, name=name):
+            return getattr(frame, name)(msg)
+    if len(table) > 4096:
+        table.clear()
+    table[cls, mtype] = fn
+    return fn
+
+
+def clear_dispatch_cache() -> None:
+    """Forget the per-class handler lookup; called when handlers are
+    (un)registered on a class."""
+    _PROCESS.clear()
+    _POSTPROCESS.clear()
+    _PLANS.clear()
+
+
+def _process_from(msg, stack, i):
+    """Let ``stack[i - 1]``, ..., ``stack[0]`` process ``msg`` until one stops it;
+    returns the index of the outermost handler that saw it."""
+    while i:
+        i -= 1
+        frame = stack[i]
+        cls, mtype = frame.__class__, msg["type"]
+        try:
+            fn = _PROCESS[cls, mtype]
+        except KeyError:
+            fn = _lookup(_PROCESS, cls, mtype, False)
+        if fn is not None:
+            fn(frame, msg)
+        if msg["stop"]:
+            break
+    return i
+
+
+def _postprocess_from(msg, stack, i):
+    """Let ``stack[i]``, ``stack[i + 1]``, ... post-process ``msg``."""
+    while i < len(stack):
+        frame = stack[i]
+        i += 1
+        cls, mtype = frame.__class__, msg["type"]
+        try:
+            fn = _POSTPROCESS[cls, mtype]
+        except KeyError:
+            fn = _lookup(_POSTPROCESS, cls, mtype, True)
+        if fn is not None:
+            fn(frame, msg)
+
+
+# message type -> (the stack it was made for, [(index, handler, fn)] innermost
+# first for processing, the same outermost first for post-processing), listing
+# only handlers with something to do.  Rebuilt whenever the stack changes.
+_PLANS: dict = {}
+
+
+def _make_plan(stack, mtype):
+    procs, posts = [], []
+    for i, frame in enumerate(stack):
+        cls = frame.__class__
+        fn = _PROCESS[cls, mtype] if (cls, mtype) in _PROCESS \
+            else _lookup(_PROCESS, cls, mtype, False)
+        if fn is not None:
+            procs.append((i, frame, fn))
+        fn = _POSTPROCESS[cls, mtype] if (cls, mtype) in _POSTPROCESS \
+            else _lookup(_POSTPROCESS, cls, mtype, True)
+        if fn is not None:
+            posts.append((i, frame, fn))
+    procs.reverse()
+    plan = _PLANS[mtype] = (list(stack), tuple(procs), tuple(posts))
+    return plan
+
+
 def apply_stack(msg: Message) -> Message:
     """Send ``msg`` through the active handlers and return it with its value set."""
     stack = _PYRO_STACK
-    seen = 0
-    for frame in reversed(stack):
-        seen += 1
-        frame._process_message(msg)
-        if msg["stop"]:
-            break
-    default_process_message(msg)
-    for frame in stack[len(stack) - seen:]:
-        frame._postprocess_message(msg)
+    mtype = msg["type"]
+    plan = _PLANS.get(mtype)
+    if plan is None or len(plan[0]) != len(stack) or not all(map(is_, plan[0], stack)):
+        plan = _make_plan(stack, mtype)
+    seen = 0  # index of the outermost handler that processed the message
+    if msg["stop"]:
+        seen = _process_from(msg, stack, len(stack))
+    else:
+        for i, frame, fn in plan[1]:
+            fn(frame, msg)
+            if msg["stop"]:
+                seen = i
+                break
+            if msg["type"] != mtype:
+                # Handlers further out see the message under its new type.
+                seen = _process_from(msg, stack, i)
+                break
+    if not msg["done"]:
+        if not msg["is_observed"] and msg["value"] is None:
+            msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+        msg["done"] = True
+    if msg["type"] != mtype:
+        _postprocess_from(msg, stack, seen)
+    else:
+        for i, frame, fn in plan[2]:
+            if i >= seen:
+                fn(frame, msg)
+                if msg["type"] != mtype:
+                    _postprocess_from(msg, stack, i + 1)
+                    break
     cont = msg["continuation"]
     if cont is not None:
         cont(msg)

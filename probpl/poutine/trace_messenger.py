@@ -29,13 +29,13 @@ class TraceMessenger(Messenger):
         """The trace recorded by the last use as a context manager."""
         return self.trace
 
-    def _postprocess_message(self, msg):
-        if msg["type"] not in ("sample", "param"):
-            return
-        if self.param_only and msg["type"] != "param":
-            return
-        # One shallow copy: the message itself is not reused after apply_stack.
-        self.trace._add_site(msg["name"], dict(msg))
+    def _pyro_post_sample(self, msg):
+        if not self.param_only:
+            # One shallow copy: the message itself is not reused after apply_stack.
+            self.trace._add_site(msg["name"], msg.copy())
+
+    def _pyro_post_param(self, msg):
+        self.trace._add_site(msg["name"], msg.copy())
 
 
 class TraceHandler:
@@ -51,11 +51,11 @@ class TraceHandler:
 
     def __call__(self, *args, **kwargs):
         with self.msngr as m:
-            m.trace.add_node(
-                "_INPUT", **new_message(type="args", name="_INPUT", args=args, kwargs=kwargs)
+            m.trace._add_site(
+                "_INPUT", new_message(type="args", name="_INPUT", args=args, kwargs=kwargs)
             )
             ret = self.fn(*args, **kwargs)
-            m.trace.add_node("_RETURN", **new_message(type="return", name="_RETURN", value=ret))
+            m.trace._add_site("_RETURN", new_message(type="return", name="_RETURN", value=ret))
         return ret
 
     @property

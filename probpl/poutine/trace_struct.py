@@ -85,29 +85,36 @@ class Trace:
                     "give each site a unique name (inside a loop, include the index)"
                 )
         self.nodes[site_name] = kwargs
-        self._pred.setdefault(site_name, set())
-        self._succ.setdefault(site_name, set())
+        # Edge sets are made on first use: a flat trace never has edges.
         if self.graph_type == "dense" and _is_stochastic(kwargs):
             for other, site in self.nodes.items():
                 if other != site_name and _is_stochastic(site) and _dependent(site, kwargs):
                     self.add_edge(other, site_name)
 
     def add_edge(self, site1, site2):
-        self._succ[site1].add(site2)
-        self._pred[site2].add(site1)
+        self._edges(self._succ, site1).add(site2)
+        self._edges(self._pred, site2).add(site1)
+
+    def _edges(self, table, site_name):
+        edges = table.get(site_name)
+        if edges is None:
+            if site_name not in self.nodes:
+                raise KeyError(site_name)
+            edges = table[site_name] = set()
+        return edges
 
     def remove_node(self, site_name):
         self.nodes.pop(site_name)
         for p in self._pred.pop(site_name, ()):
-            self._succ[p].discard(site_name)
+            self._succ.get(p, set()).discard(site_name)
         for s in self._succ.pop(site_name, ()):
-            self._pred[s].discard(site_name)
+            self._pred.get(s, set()).discard(site_name)
 
     def predecessors(self, site_name):
-        return self._pred[site_name]
+        return self._edges(self._pred, site_name)
 
     def successors(self, site_name):
-        return self._succ[site_name]
+        return self._edges(self._succ, site_name)
 
     def topological_sort(self, reverse=False):
         """Site names in execution order (already topological), or reversed."""

@@ -451,3 +451,54 @@ def test_validation_runs_once_and_nonfinite_loss_names_site():
         elbo.loss_and_grads(model, empty_guide, data, probs[0], bad_locs)
     with pytest.raises(ValueError, match="model site 'x'"):
         elbo.loss(model, empty_guide, data, probs[0], bad_locs)
+
+
+def test_one_elbo_reused_across_models_and_sizes():
+    # An ELBO keeps its symbol table (and how each site layout is packed) from
+    # step to step; different models, plate sizes and chain lengths in turn
+    # must still give each model's exact log marginal.
+    probs, locs = params()
+    init, trans, hmm_locs = hmm_params()
+    elbo = TraceEnum_ELBO(max_plate_nesting=2)
+    cases = []
+    for n in (3, 2, 3):
+        data = torch.linspace(-1.0, 2.0, n, dtype=torch.float64)
+        expected = brute_force_log_z(gmm, {"z": (3, (n,))}, data, probs[0], locs)
+        cases.append((config_enumerate(gmm), (data, probs[0], locs), expected))
+    for T, B in ((5, 2), (2, 1), (4, 2)):
+        ys = torch.linspace(-1.5, 1.5, T * B, dtype=torch.float64).reshape(T, B)
+        expected = hmm_brute_force(ys, init, trans, hmm_locs)
+        cases.append((hmm, (ys, init, trans, hmm_locs), expected))
+    args = (torch.tensor([[0.1, -1.2], [2.5, 0.3]], dtype=torch.float64),
+            torch.tensor(0.3, dtype=torch.float64), probs, locs)
+    expected = brute_force_log_z(
+        nested, {"a": (2, (), "float"), "b": (3, (2, 1)), "c": (2, (2, 2), "float")}, *args
+    )
+    cases.append((config_enumerate(nested), args, expected))
+    for _ in range(2):
+        for model, args, expected in cases:
+            loss = elbo.loss(model, empty_guide, *args)
+            assert loss == pytest.approx(-float(expected), abs=1e-10)
+
+
+def test_long_chain_batched_path_matches_forward_algorithm():
+    # Long enough that the steps' log-densities are computed in batches and the
+    # chain is eliminated from slices of those batches (without validation).
+    init, trans, locs = hmm_params()
+    T, B = 14, 3
+    ys = torch.randn(T, B, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    log_alpha = init.log() + dist.Normal(locs, 1.0).log_prob(ys[0].unsqueeze(-1))  # (B, S)
+    for t in range(1, T):
+        log_alpha = (log_alpha.unsqueeze(-1) + trans.log()).logsumexp(-2) \
+            + dist.Normal(locs, 1.0).log_prob(ys[t].unsqueeze(-1))
+    expected = log_alpha.logsumexp(-1).sum()
+    results = []
+    for validate in (True, False):
+        leaves = [x.clone().requires_grad_() for x in (init, trans, locs)]
+        with probpl.util.validation_enabled(validate):
+            loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(
+                hmm, empty_guide, ys, *leaves)
+        assert loss.detach().item() == pytest.approx(-expected.item(), abs=1e-9)
+        results.append(torch.autograd.grad(loss, leaves))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-10)

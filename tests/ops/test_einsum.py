@@ -68,3 +68,42 @@ def test_vindex_matches_loops():
     assert out.shape == (5, 2)
     for e in range(5):
         assert out[e, 0] == x[1, 2, j[e, 0]] and out[e, 1] == x[0, 2, j[e, 1]]
+
+
+@pytest.mark.parametrize("k,n", [(1, 6), (2, 8), (2, 9), (3, 10), (3, 11)])
+def test_chain_stack_of_batched_slices_matches_torch_stack(k, n):
+    from probpl.ops.einsum.engine import _stack
+
+    torch.manual_seed(0)
+    # Member i is row i // k of batch i % k, viewed without its singleton dim,
+    # as the per-step log-densities of a chain computed in k batches are.
+    leaves = [torch.randn(-(-n // k), 3, 1, 4, dtype=torch.float64, requires_grad=True)
+              for _ in range(k)]
+    batches = [2.0 * leaf for leaf in leaves]
+    rows = [b.unbind(0) for b in batches]
+    members = [rows[i % k][i // k].reshape(3, 4) for i in range(n)]
+    got = _stack(members)
+    if k == 1:
+        assert got._base is batches[0]  # a view of the batch, not a copy of the members
+    expected = torch.stack(members)
+    assert torch.equal(got, expected)
+    w = torch.randn(expected.shape, dtype=torch.float64)
+    g_got = torch.autograd.grad((got * w).sum(), leaves, retain_graph=True)
+    g_exp = torch.autograd.grad((expected * w).sum(), leaves)
+    for a, b in zip(g_got, g_exp):
+        assert torch.equal(a, b)
+
+
+def test_chain_stack_falls_back_when_slices_do_not_line_up():
+    from probpl.ops.einsum.engine import _stack
+
+    base = torch.randn(6, 3, 3, dtype=torch.float64)
+    rows = list(base.unbind(0))
+    cases = [
+        [rows[0], rows[2], rows[1], rows[3]],  # out of order
+        [rows[0], rows[1], rows[1], rows[2]],  # repeated
+        [rows[0], rows[1].t(), rows[2], rows[3]],  # same shape, other strides
+        [rows[0], rows[1], rows[2], torch.randn(3, 3, dtype=torch.float64)],  # no common base
+    ]
+    for members in cases:
+        assert torch.equal(_stack(members), torch.stack(members))

@@ -324,3 +324,75 @@ def test_block_observe_type_and_expose_types():
     assert {"loc", "z", "x"} <= set(tr.nodes)
     with pytest.raises(ValueError, match="both hidden and exposed"):
         poutine.block(model, hide=["z"], expose=["z"])
+
+
+def test_register_and_unregister_the_pyro_way():
+    class Recorder(poutine.Messenger):
+        pass
+
+    seen = []
+
+    def record(msg):
+        seen.append((msg["type"], msg["name"]))
+
+    def run():
+        with Recorder():
+            probpl.sample("x", dist.Normal(0.0, 1.0))
+            probpl.param("p", torch.tensor(1.0))
+
+    run()
+    assert seen == []
+    Recorder.register(record, type="sample")
+    Recorder.register(record, type="param", post=True)
+    run()
+    assert seen == [("sample", "x"), ("param", "p")]
+    Recorder.unregister(type="sample")
+    Recorder.unregister(type="param")
+    seen.clear()
+    run()
+    assert seen == []
+    with pytest.raises(ValueError, match="type"):
+        Recorder.register(record)
+
+
+def test_handlers_see_stack_changes_and_retyped_messages():
+    class Names(poutine.Messenger):
+        def __init__(self):
+            super().__init__()
+            self.sample, self.post = [], []
+
+        def _pyro_sample(self, msg):
+            self.sample.append(msg["name"])
+
+        def _pyro_post_sample(self, msg):
+            self.post.append(msg["name"])
+
+    outer, inner = Names(), Names()
+    prior = dist.Normal(0.0, 1.0)
+    with outer:
+        probpl.sample("a", prior)
+        with inner:
+            probpl.sample("b", prior)
+            # lift turns the param into a sample site on its way out: handlers
+            # outside it see (and trace records) a sample.
+            with poutine.trace() as tr, poutine.lift(prior=prior):
+                probpl.param("c", torch.tensor(0.0))
+        probpl.sample("d", prior)
+        with poutine.block(hide=["e"]):
+            probpl.sample("e", prior)
+    assert outer.sample == ["a", "b", "c", "d"] and outer.post == outer.sample
+    assert inner.sample == ["b", "c"] and inner.post == inner.sample
+    assert tr.trace.nodes["c"]["type"] == "sample"
+    assert probpl.poutine.runtime._PYRO_STACK == []
+
+
+def test_sequential_plate_frames_follow_the_iteration():
+    with poutine.trace() as tr:
+        for i in probpl.plate("seq", 3):
+            with probpl.plate("data", 2):
+                probpl.sample(f"x_{i}", dist.Normal(0.0, 1.0))
+    for i in range(3):
+        frames = tr.trace.nodes[f"x_{i}"]["cond_indep_stack"]
+        assert [(f.name, f.dim, f.counter) for f in frames] == [("seq", None, i),
+                                                                ("data", -1, 0)]
+        assert tr.trace.nodes[f"x_{i}"]["value"].shape == (2,)

@@ -25,6 +25,8 @@ Pairwise orders come from :func:`opt_einsum.contract_path`.
 """
 
 from collections import namedtuple
+from itertools import repeat
+from operator import is_
 
 import opt_einsum
 import torch
@@ -282,14 +284,57 @@ def _canonical(t, perm, shape, lead=0):
     return t
 
 
+def _stack(tensors):
+    """``torch.stack(tensors)``, or a view when the tensors are evenly spaced
+    slices of one batch (or of a few interleaved ones), as the per-step
+    log-densities of a chain computed in batches are: the per-step slices, and
+    a second copy of their values, then stay out of the autograd graph."""
+    if len(tensors) == 1:
+        return tensors[0].unsqueeze(0)
+    x = _as_slices(tensors) if len(tensors) >= 4 and tensors[0]._base is not None else None
+    return torch.stack(tensors) if x is None else x
+
+
+def _as_slices(tensors):
+    bases = [t._base for t in tensors]
+    first = bases[0]
+    k = 1
+    while k < len(bases) and bases[k] is not first:
+        k += 1
+    if k > 4 or 2 * k > len(bases):
+        return None
+    stride = tensors[0].stride()
+    strides = [t.stride() for t in tensors]
+    if strides.count(stride) != len(strides):
+        return None
+    shape = tensors[0].shape
+    views = []
+    for j in range(k):
+        base = bases[j]
+        if base is None or base.dtype != tensors[0].dtype \
+                or not all(map(is_, bases[j::k], repeat(base))):
+            return None
+        offsets = [t.storage_offset() for t in tensors[j::k]]
+        step = offsets[1] - offsets[0]
+        if step <= 0 or offsets != list(range(offsets[0], offsets[0] + step * len(offsets), step)):
+            return None
+        views.append(base.as_strided((len(offsets),) + shape, (step,) + stride, offsets[0]))
+    if k == 1:
+        return views[0]
+    full = views[-1].shape[0]
+    x = torch.stack([v[:full] for v in views], 1).reshape((full * k,) + shape)
+    if full * k < len(tensors):
+        x = torch.cat([x, torch.stack(tensors[full * k:])])
+    return x
+
+
 def _run_chain(ins, regs, ring):
     _, init, steps, _, length, size, plate_shape, index_cache = ins
     full = (length - 1, size, size) + plate_shape
     trans = None
     for members, perm, shape, slots, in_order in steps:
         tensors = [regs[r] for r in members]
-        x = _canonical(torch.stack(tensors) if len(tensors) > 1 else tensors[0].unsqueeze(0),
-                       perm, shape, lead=1)
+        x = _canonical(_stack(tensors), perm, shape, lead=1)
         if in_order:
             trans = x if trans is None else trans + x
             continue

@@ -30,6 +30,7 @@ from probpl.infer.enum import (
     compute_log_probs,
     trace_factors,
 )
+from probpl.infer.enum_sequential import is_sequential, sequential_assignments
 from probpl.ops.contract import Factor, contract_tensor_tree, contract_to_tensor
 from probpl.poutine.enum_messenger import EnumMessenger
 from probpl.poutine.handlers import block, replay, trace
@@ -98,7 +99,30 @@ class TraceEnum_ELBO(ELBO):
             self._check_plates(model_trace, guide_trace)
         return model_trace, guide_trace
 
+    def _get_traces(self, model, guide, args, kwargs):
+        """Yield trace pairs, one per particle, or, when the guide marks sites
+        ``infer={"enumerate": "sequential"}``, one per assignment of those sites
+        (each then counts with its guide probability, see :meth:`_particle`)."""
+        for pair in super()._get_traces(model, guide, args, kwargs):
+            if not any(is_sequential(site) for site in pair[1].nodes.values()):
+                yield pair
+                continue
+            if self.vectorize_particles and self.num_particles > 1:
+                raise ValueError(
+                    "sequential enumeration of guide sites needs vectorize_particles=False "
+                    "(each particle re-runs the guide once per assignment)"
+                )
+            for fixed in sequential_assignments(guide, args, kwargs):
+                yield self._get_trace(model, replay(guide, trace=fixed), args, kwargs)
+
     def _check_plates(self, model_trace, guide_trace):
+        for name, site in model_trace.nodes.items():
+            if is_sequential(site) and name not in guide_trace.nodes:
+                raise ValueError(
+                    f"model site '{name}' is marked infer={{'enumerate': 'sequential'}}; "
+                    "TraceEnum_ELBO sums model sites out in parallel only: mark it "
+                    "infer={'enumerate': 'parallel'}, or enumerate it sequentially in the guide"
+                )
         for label, tr in (("guide", guide_trace), ("model", model_trace)):
             for name, site in tr.nodes.items():
                 if site["type"] != "sample":
@@ -129,7 +153,9 @@ class TraceEnum_ELBO(ELBO):
             ordinal, factor, sizes = symbols.pack(name, site, site["log_prob"])
             plate_sizes.update(sizes)
             costs.append((ordinal, factor._replace(tensor=-factor.tensor)))
-            if site["infer"].get("_enumerate_dim") is not None:
+            if site["infer"].get("_enumerate_dim") is not None or is_sequential(site):
+                # Summed exactly: in parallel along its dim, or sequentially with one
+                # trace per value, each weighted by its guide probability.
                 weights.append((ordinal, factor))
             elif not getattr(site["fn"], "has_rsample", False):
                 t = factor.tensor

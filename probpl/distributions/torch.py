@@ -3,11 +3,14 @@
 Each class here is ``type(name, (torch_class, TorchDistributionMixin), {})``:
 no ``__init__`` of its own, so construction costs exactly what torch's costs,
 and torch's native ``expand`` returns an instance of our subclass.  The few
-classes needing a tweak are written out by hand below the generated ones.
+classes needing a tweak are written out by hand below the generated ones;
+``Normal`` and ``LogNormal``, built afresh at every step of most models, have
+a lean construction and log-density of their own in ``normal.py``.
 """
 
 import torch
 
+from .normal import LogNormal, Normal
 from .torch_distribution import Independent, TorchDistributionMixin
 
 __all__ = [  # noqa: F822 (names are created in the loop below)

@@ -16,13 +16,13 @@ reported with the offending site.
 
 import math
 import warnings
-from contextlib import contextmanager
 
 import torch
 
 import probpl.util as util
 from probpl.poutine.handlers import block, replay, trace
 from probpl.poutine.plate_messenger import PlateMessenger
+from probpl.poutine.replay_messenger import ReplayMessenger
 
 PARTICLE_PLATE = "num_particles_vectorized"
 
@@ -70,19 +70,16 @@ class ELBO:
     def _validation_key(model, guide, args, kwargs):
         return (id(model), id(guide), _shape_signature(args), _shape_signature(kwargs))
 
-    @contextmanager
     def _validation_scope(self, model, guide, args, kwargs):
-        """Validate on the first run per (model, guide, argument shapes) only."""
+        """A context that validates on the first run per (model, guide, argument
+        shapes) only, and turns validation off on later runs; it enters as
+        whether this run validates."""
         if not util._VALIDATION_ENABLED:
-            yield False
-            return
+            return _NOT_VALIDATING
         key = self._validation_key(model, guide, args, kwargs)
         if key not in self._validated:
-            yield True
-            self._validated.add(key)
-            return
-        with validation_off():
-            yield False
+            return _FirstRun(self._validated, key)
+        return _ValidationOff()
 
     def _infer_plate_nesting(self, model_trace, guide_trace):
         """Adopt the nesting seen in the first traces when the user gave none, so
@@ -161,17 +158,56 @@ class ELBO:
         raise NotImplementedError
 
 
-@contextmanager
-def validation_off():
+class _ValidationOff:
     """Skip probpl's and torch's checks inside the block (cheap: two flags)."""
-    old, old_torch = util._VALIDATION_ENABLED, torch.distributions.Distribution._validate_args
-    util._VALIDATION_ENABLED = False
-    torch.distributions.Distribution._validate_args = False
-    try:
-        yield
-    finally:
-        util._VALIDATION_ENABLED = old
-        torch.distributions.Distribution._validate_args = old_torch
+
+    __slots__ = ("_old",)
+
+    def __enter__(self):
+        dist_cls = torch.distributions.Distribution
+        self._old = (util._VALIDATION_ENABLED, dist_cls._validate_args)
+        util._VALIDATION_ENABLED = False
+        dist_cls._validate_args = False
+        return False
+
+    def __exit__(self, *exc):
+        util._VALIDATION_ENABLED, torch.distributions.Distribution._validate_args = self._old
+        return False
+
+
+class _FirstRun:
+    """Validate inside the block; remember ``key`` as validated if it succeeds."""
+
+    __slots__ = ("_validated", "_key")
+
+    def __init__(self, validated, key):
+        self._validated, self._key = validated, key
+
+    def __enter__(self):
+        return True
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self._validated.add(self._key)
+        return False
+
+
+class _NotValidating:
+    __slots__ = ()
+
+    def __enter__(self):
+        return False
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NOT_VALIDATING = _NotValidating()
+
+
+def validation_off():
+    """A context that skips probpl's and torch's checks inside it (cheap: two flags)."""
+    return _ValidationOff()
 
 
 def _shape_signature(obj):
@@ -203,9 +239,13 @@ def get_importance_trace(graph_type, max_plate_nesting, model, guide, args, kwar
     guide_trace = trace(guide, graph_type=graph_type).get_trace(*args, **kwargs)
     if detach:
         guide_trace.detach_()
-    model_trace = trace(replay(model, trace=guide_trace), graph_type=graph_type).get_trace(
-        *args, **kwargs
-    )
+    replaying = ReplayMessenger(trace=guide_trace)
+
+    def replayed_model(*args, **kwargs):  # replay(model, ...) without functools.wraps
+        with replaying:
+            return model(*args, **kwargs)
+
+    model_trace = trace(replayed_model, graph_type=graph_type).get_trace(*args, **kwargs)
     if util._VALIDATION_ENABLED:
         check_model_guide_match(model_trace, guide_trace, max_plate_nesting)
     model_trace.compute_log_prob()

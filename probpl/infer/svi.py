@@ -19,12 +19,9 @@ class _ParamCapture(Messenger):
         super().__init__()
         self.names = {}
 
-    def _process_message(self, msg):
-        pass
-
-    def _postprocess_message(self, msg):
-        if msg["type"] == "param":
-            self.names[msg["name"]] = None
+    # Only param messages: the handler stack skips this frame for all others.
+    def _pyro_post_param(self, msg):
+        self.names[msg["name"]] = None
 
 
 class SVI:

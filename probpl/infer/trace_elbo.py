@@ -96,9 +96,17 @@ class Trace_ELBO(ELBO):
         )
 
     def _particle(self, model_trace, guide_trace):
-        """``(elbo, surrogate_elbo)`` of one trace pair. For a guide made only of
-        reparameterised sites the surrogate *is* the ELBO (one tensor, so the
-        backward pass walks one sum rather than two)."""
+        """``(elbo, surrogate_elbo)`` of one trace pair."""
+        loss, surrogate_loss = self._particle_losses(model_trace, guide_trace)
+        if surrogate_loss is loss:
+            elbo = -loss
+            return elbo, elbo
+        return -loss, -surrogate_loss
+
+    def _particle_losses(self, model_trace, guide_trace):
+        """``(loss, surrogate_loss)`` of one trace pair: the negative ELBO and the
+        negative surrogate. For a guide made only of reparameterised sites the
+        surrogate *is* the loss (one tensor, so the backward pass walks one sum)."""
         plus = []
         for site in model_trace.nodes.values():
             if site["type"] == "sample" and not site["infer"].get("_subsample"):
@@ -124,28 +132,37 @@ class Trace_ELBO(ELBO):
                     terms = _site_terms(model_trace, guide_trace)
                 signal = learning_signal(terms, site)
                 surrogate_terms.append((score_function * signal).sum())
-        elbo = _total(plus, minus)
+        loss = _total(minus, plus)
         if surrogate_terms is None:
-            return elbo, elbo
-        return elbo, elbo + _total(surrogate_terms, [])
+            return loss, loss
+        return loss, loss - _total(surrogate_terms, [])
 
     def _loss_and_surrogate(self, model, guide, args, kwargs):
+        if type(self)._particle is Trace_ELBO._particle:
+            particle_losses = self._particle_losses
+        else:
+            particle_losses = self._negated_particle
         if self.num_particles == 1 or self.vectorize_particles:
             for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                elbo, surrogate = self._particle(model_trace, guide_trace)
+                loss, surrogate_loss = particle_losses(model_trace, guide_trace)
             if not self.vectorize_particles:
-                return -elbo, -surrogate, (model_trace, guide_trace)
+                return loss, surrogate_loss, (model_trace, guide_trace)
             weight = self._particle_weight
-            return -elbo * weight, -surrogate * weight, (model_trace, guide_trace)
+            return loss * weight, surrogate_loss * weight, (model_trace, guide_trace)
         loss = 0.0
         surrogate_loss = 0.0
         last = None
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            elbo, surrogate = self._particle(model_trace, guide_trace)
-            loss = loss - elbo * self._particle_weight
-            surrogate_loss = surrogate_loss - surrogate * self._particle_weight
+            particle_loss, particle_surrogate = particle_losses(model_trace, guide_trace)
+            loss = loss + particle_loss * self._particle_weight
+            surrogate_loss = surrogate_loss + particle_surrogate * self._particle_weight
             last = (model_trace, guide_trace)
         return loss, surrogate_loss, last
+
+    def _negated_particle(self, model_trace, guide_trace):
+        elbo, surrogate = self._particle(model_trace, guide_trace)
+        loss = -elbo
+        return loss, (loss if surrogate is elbo else -surrogate)
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The negative ELBO as a tensor whose gradient is the surrogate's (so
@@ -171,20 +188,41 @@ class Trace_ELBO(ELBO):
 
 
 def _total(plus, minus):
-    """``sum(plus) - sum(minus)`` of scalar terms, as few tensor ops as possible."""
-    if all(isinstance(t, torch.Tensor) and t.dim() == 0 for t in plus) and all(
-        isinstance(t, torch.Tensor) and t.dim() == 0 for t in minus
-    ):
-        if len(plus) > 2:
-            plus = [torch.stack(plus).sum()]
-        if len(minus) > 2:
-            minus = [torch.stack(minus).sum()]
+    """``sum(plus) - sum(minus)`` of scalar terms, as few tensor ops as possible:
+    0-dim tensors of one dtype and device are stacked once and dotted with
+    their signs (two autograd nodes, whatever the number of terms)."""
+    terms = plus + minus
+    if len(terms) > 2 and _same_scalars(terms):
+        signs = terms[0].new_tensor(_signs(len(plus), len(minus)))
+        return torch.stack(terms) @ signs
     total = plus[0] if plus else 0.0
     for t in plus[1:]:
         total = total + t
     for t in minus:
         total = total - t
     return total
+
+
+def _same_scalars(terms):
+    first = terms[0]
+    if not isinstance(first, torch.Tensor):
+        return False
+    dtype, device = first.dtype, first.device
+    for t in terms:
+        if not isinstance(t, torch.Tensor) or t.dim() or t.dtype != dtype or t.device != device:
+            return False
+    return True
+
+
+_SIGNS = {}
+
+
+def _signs(n_plus, n_minus):
+    key = (n_plus, n_minus)
+    signs = _SIGNS.get(key)
+    if signs is None:
+        signs = _SIGNS[key] = [1.0] * n_plus + [-1.0] * n_minus
+    return signs
 
 
 def _to_float(x):

@@ -60,6 +60,57 @@ def _plain_step(optim):
     )
 
 
+_FUSED_ADAMS = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def _fused_adam_step(optim):
+    """The update of a fused ``Adam``/``AdamW`` with one param group, run as the two
+    kernel calls torch's ``step`` ends in (count the step, update every tensor),
+    without the per-step Python that prepares them. Returns False, having done
+    nothing, whenever the general ``step`` is needed: several groups, options the
+    kernels take elsewhere (amsgrad, capturable, differentiable, tensor ``lr``,
+    gradient scaling), a parameter without a gradient or optimizer state yet,
+    or tensors on several devices or dtypes."""
+    groups = optim.param_groups
+    if type(optim) not in _FUSED_ADAMS or len(groups) != 1:
+        return False
+    group = groups[0]
+    if not group.get("fused") or group.get("amsgrad", True) or group.get("capturable", True) \
+            or group.get("differentiable", True):
+        return False
+    lr = group["lr"]
+    if not isinstance(lr, float) or getattr(optim, "grad_scale", None) is not None or getattr(
+        optim, "found_inf", None
+    ) is not None:
+        return False
+    kernel = getattr(torch, "_fused_adamw_" if group.get("decoupled_weight_decay") else
+                     "_fused_adam_", None)
+    if kernel is None:
+        return False
+    params = group["params"]
+    first = params[0]
+    device, dtype = first.device, first.dtype
+    grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+    state = optim.state
+    for p in params:
+        g = p.grad
+        st = state.get(p)
+        if g is None or st is None or "exp_avg" not in st or g.is_sparse or p.device != device \
+                or p.dtype != dtype:
+            return False
+        grads.append(g)
+        exp_avgs.append(st["exp_avg"])
+        exp_avg_sqs.append(st["exp_avg_sq"])
+        steps.append(st["step"])
+    beta1, beta2 = group["betas"]
+    with torch.no_grad():
+        torch._foreach_add_(steps, 1)
+        kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
+               beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
+               eps=group["eps"], maximize=group["maximize"], grad_scale=None, found_inf=None)
+    return True
+
+
 def _state_to_param(state, param, options):
     """Saved per-parameter state moved onto ``param``'s device; ``step`` counters
     stay on the CPU unless the update runs on the device (fused or capturable)."""
@@ -205,7 +256,7 @@ class PyroOptim:
         optim = self.optim
         if args or kwargs or not _plain_step(optim):
             optim.step(*args, **kwargs)
-        else:
+        elif not _fused_adam_step(optim):
             type(optim).step.__wrapped__(optim)
 
     def _clip_grads(self, params):

@@ -58,9 +58,10 @@ class NormalSite(TorchDistribution):
                           self._event_dim_u, self._support, self.event_shape)
 
     def rsample(self, sample_shape=torch.Size()):
-        shape = torch.Size(sample_shape) + self.loc.shape
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        z = self.loc + self.scale * eps
+        loc = self.loc
+        shape = torch.Size(sample_shape) + loc.shape if sample_shape else loc.shape
+        eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        z = torch.addcmul(loc, self.scale, eps)  # loc + scale * eps, one autograd node
         y = z if self.transform is None else self.transform(z)
         self._last = (y, z, eps)
         return y
@@ -76,8 +77,10 @@ class NormalSite(TorchDistribution):
         else:
             z = value if self.transform is None else self.transform.inv(value)
             eps = (z - self.loc) / self.scale
-        # The draw's own term first: it needs no gradient when eps is a fresh draw.
-        log_prob = (-0.5 * eps.square() - _HALF_LOG_TWO_PI) - self.scale.log()
+        # The draw's own term first (one fused op, needing no gradient when eps is
+        # a fresh draw), then the scale's.
+        noise = torch.addcmul(eps.new_full((), -_HALF_LOG_TWO_PI), eps, eps, value=-0.5)
+        log_prob = noise - self.scale.log()
         log_prob = sum_rightmost(log_prob, self._event_dim_u)
         if self.transform is None:
             return log_prob

@@ -80,7 +80,12 @@ def run_one(lib, workload, num_chains, seed, quick):
         from probpl.infer.mcmc import MCMC, NUTS
 
         def hook(kernel, params, stage, i):
-            counter[0] += int(kernel._last_info.num_steps.max())
+            runner = getattr(kernel, "_runner", None)
+            if runner is not None:
+                # vectorized chains that each build their own trees: batched steps so far
+                counter[0] = runner.num_passes
+            else:
+                counter[0] += int(kernel._last_info.num_steps.max())
     else:
         import pyro as pp
         import pyro.distributions as dist

@@ -13,7 +13,6 @@ References
    in Hamiltonian Monte Carlo", JMLR 15, section 3.2.1.
 """
 
-import math
 from typing import Any, NamedTuple
 
 
@@ -21,7 +20,7 @@ class DualAveragingState(NamedTuple):
     x: Any  # latest iterate (log step size)
     x_avg: Any  # weighted average of the iterates, the value returned at the end
     g_avg: Any  # running average of the observed gradients
-    t: int  # number of updates so far
+    t: Any  # number of updates so far (an int, or a float tensor with one count per chain)
     prox_center: Any  # point the iterates are shrunk towards
 
 
@@ -46,7 +45,7 @@ def dual_averaging_update(state, g, t0=10.0, kappa=0.75, gamma=0.05):
     t = state.t + 1
     w = 1.0 / (t + t0)
     g_avg = (1.0 - w) * state.g_avg + w * g
-    x = state.prox_center - (math.sqrt(t) / gamma) * g_avg
+    x = state.prox_center - (t ** 0.5 / gamma) * g_avg
     eta = t ** (-kappa)
     x_avg = (1.0 - eta) * state.x_avg + eta * x
     return DualAveragingState(x, x_avg, g_avg, t, state.prox_center)

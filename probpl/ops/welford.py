@@ -21,7 +21,7 @@ import torch
 class WelfordState(NamedTuple):
     mean: torch.Tensor  # running mean, shape (..., D)
     m2: torch.Tensor  # running sum of squared deviations, (..., D) diagonal or (..., D, D) dense
-    count: int  # number of samples seen so far
+    count: object  # samples seen so far: an int, or a tensor of per-row counts (masked updates)
 
 
 def welford_init(prototype, dense=False):
@@ -39,24 +39,43 @@ def welford_init(prototype, dense=False):
     return WelfordState(mean, m2, 0)
 
 
-def welford_update(state, sample):
+def welford_update(state, sample, mask=None):
     """Fold one sample (``(..., D)``) into the running estimate.
 
+    :param torch.Tensor mask: optional bool tensor over the batch dimensions (``(...,)``):
+        only the rows where it is true take the sample, so that each row keeps its own
+        count (which then becomes a tensor).
     :returns: the updated :class:`WelfordState`.
     """
-    count = state.count + 1
     delta_pre = sample - state.mean
-    mean = state.mean + delta_pre / count
+    dense = state.m2.dim() == sample.dim() + 1
+    if mask is None:
+        count = state.count + 1
+        mean = state.mean + delta_pre / _column(count)
+    else:
+        count = state.count + mask.to(sample.dtype)
+        mean = state.mean + delta_pre / _column(count.clamp(min=1.0))
     delta_post = sample - mean
-    if state.m2.dim() == sample.dim() + 1:
+    if dense:
         m2 = state.m2 + delta_pre.unsqueeze(-1) * delta_post.unsqueeze(-2)
     else:
         m2 = state.m2 + delta_pre * delta_post
+    if mask is not None:
+        # rows left out keep their estimate
+        keep = mask.unsqueeze(-1)
+        mean = torch.where(keep, mean, state.mean)
+        m2 = torch.where(keep.unsqueeze(-1) if dense else keep, m2, state.m2)
     return WelfordState(mean, m2, count)
+
+
+def _column(x):
+    return x.unsqueeze(-1) if isinstance(x, torch.Tensor) and x.dim() > 0 else x
 
 
 def welford_final(state, regularize=True):
     """Return the (co)variance estimate.
+
+    With per-row counts (from masked updates) every row must have seen two samples.
 
     :param bool regularize: shrink towards ``1e-3`` times the identity as Stan does, with
         weight ``5 / (n + 5)``; this keeps short windows from producing a degenerate metric.
@@ -64,13 +83,20 @@ def welford_final(state, regularize=True):
     :raises ValueError: with fewer than two samples.
     """
     n = state.count
-    if n < 2:
+    dense = state.m2.dim() == state.mean.dim() + 1
+    if isinstance(n, torch.Tensor):
+        if bool((n < 2).any()):
+            raise ValueError(f"Welford estimate needs at least 2 samples, got {n.tolist()}")
+        n = _column(n)
+        if dense:
+            n = _column(n)
+    elif n < 2:
         raise ValueError(f"Welford estimate needs at least 2 samples, got {n}")
     cov = state.m2 / (n - 1)
     if regularize:
         cov = cov * (n / (n + 5.0))
         shrink = 1e-3 * (5.0 / (n + 5.0))
-        if cov.dim() == state.mean.dim() + 1:
+        if dense:
             eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
             cov = cov + shrink * eye
         else:

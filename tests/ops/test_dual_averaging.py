@@ -40,3 +40,21 @@ def test_step_size_converges():
         da.step(0.8 - math.exp(-math.exp(x)))
     _, x_avg = da.get_state()
     assert math.exp(x_avg) == pytest.approx(-math.log(0.8), rel=0.02)
+
+
+def test_per_chain_counts():
+    # a tensor of per-chain update counts: chains updated at different times match scalar runs
+    centers = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    vec = dual_averaging_init(centers)
+    vec = vec._replace(t=torch.zeros(2, dtype=torch.float64))
+    scalars = [dual_averaging_init(float(c)) for c in centers]
+    for i in range(40):
+        g = torch.cos(torch.arange(2, dtype=torch.float64) * 3 + i)
+        mask = torch.tensor([True, i % 3 == 0])
+        new = dual_averaging_update(vec, g)
+        vec = type(vec)(*(torch.where(mask, a, b) for a, b in zip(new, vec)))
+        scalars = [dual_averaging_update(s, float(gi)) if m else s
+                   for s, gi, m in zip(scalars, g, mask)]
+    assert vec.t.tolist() == [s.t for s in scalars]
+    assert torch.allclose(vec.x_avg, torch.tensor([s.x_avg for s in scalars],
+                                                  dtype=torch.float64))

@@ -39,3 +39,22 @@ def test_too_few_samples():
     state = welford_update(welford_init(torch.zeros(2)), torch.ones(2))
     with pytest.raises(ValueError, match="at least 2 samples"):
         welford_final(state)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_masked_updates_keep_rows_apart(dense):
+    # each row folds in only the samples its mask lets through, as if estimated alone
+    torch.manual_seed(1)
+    x = torch.randn(3, 60, 4, dtype=torch.float64)
+    mask = torch.rand(3, 60) < torch.tensor([[0.2], [0.6], [1.0]])
+    state = welford_init(x[:, 0], dense=dense)
+    for i in range(x.shape[1]):
+        state = welford_update(state, x[:, i], mask=mask[:, i])
+    assert state.count.tolist() == mask.sum(1).double().tolist()
+    cov = welford_final(state)
+    for c in range(3):
+        alone = welford_init(x[c, 0], dense=dense)
+        for xi in x[c][mask[c]]:
+            alone = welford_update(alone, xi)
+        assert torch.allclose(state.mean[c], alone.mean)
+        assert torch.allclose(cov[c], welford_final(alone))

@@ -61,12 +61,15 @@ def build_adaptation_schedule(num_steps, init_buffer=75, term_buffer=50, base_wi
     return windows
 
 
-def find_reasonable_step_size(state, potential_and_grad, max_iters=100, leapfrog=None):
+def find_reasonable_step_size(state, potential_and_grad, max_iters=100, leapfrog=None,
+                              active=None):
     """Double or halve each chain's step size until one leapfrog step's acceptance
     probability crosses 0.8.
 
     :param callable leapfrog: ``(z, r, grad, step (C, 1), inv) -> (z, r, grad, potential)``,
         a (compiled) leapfrog step; by default one built on ``potential_and_grad``.
+    :param torch.Tensor active: ``(C,)`` bool, the chains to search for (default all); the
+        others keep their step size.
     :returns: the step sizes, ``(C,)``.
     """
     if leapfrog is None:
@@ -81,7 +84,7 @@ def find_reasonable_step_size(state, potential_and_grad, max_iters=100, leapfrog
     log_target = math.log(0.8)
     step = state.step_size.clone()
     direction = None
-    done = torch.zeros_like(pe, dtype=torch.bool)
+    done = torch.zeros_like(pe, dtype=torch.bool) if active is None else ~active
     for _ in range(max_iters):
         _, r1, _, pe1 = leapfrog(z, r, grad, step.unsqueeze(-1), inv)
         delta = torch.nan_to_num(energy0 - pe1 - kinetic_energy(r1, inv), nan=-math.inf)
@@ -129,7 +132,7 @@ class WarmupAdapter:
         if self.adapt_step_size and self.num_steps > 0:
             step = find_reasonable_step_size(state, potential_and_grad, leapfrog=leapfrog)
             state = state._replace(step_size=step)
-            self._da = dual_averaging_init(torch.log(10.0 * state.step_size))
+            self._da = _dual_averaging_start(step)
         if self.adapt_mass_matrix:
             self._welford = welford_init(state.z, dense=self.dense_mass)
         return state
@@ -143,9 +146,11 @@ class WarmupAdapter:
         :returns: the state carrying the adapted step size and metric.
         """
         if self.adapt_step_size:
+            if isinstance(self._da.x, float):
+                accept_prob = float(accept_prob)
             g = self.target_accept_prob - accept_prob
             self._da = dual_averaging_update(self._da, g)
-            state = state._replace(step_size=torch.exp(self._da.x))
+            state = state._replace(step_size=_exp(self._da.x, state.step_size))
         if self.adapt_mass_matrix and self._in_slow(t):
             self._welford = welford_update(self._welford, state.z)
             if t in self._slow_ends:
@@ -157,7 +162,21 @@ class WarmupAdapter:
                     step = find_reasonable_step_size(state, potential_and_grad,
                                                      leapfrog=self._leapfrog)
                     state = state._replace(step_size=step)
-                    self._da = dual_averaging_init(torch.log(10.0 * step))
+                    self._da = _dual_averaging_start(step)
         if t == self.num_steps - 1 and self.adapt_step_size:
-            state = state._replace(step_size=torch.exp(self._da.x_avg))
+            state = state._replace(step_size=_exp(self._da.x_avg, state.step_size))
         return state
+
+
+def _dual_averaging_start(step):
+    # one chain adapts on Python floats: a dozen operations on one-element tensors per
+    # iteration cost far more than the arithmetic
+    if step.numel() == 1:
+        return dual_averaging_init(math.log(10.0 * float(step)))
+    return dual_averaging_init(torch.log(10.0 * step))
+
+
+def _exp(x, like):
+    if isinstance(x, float):
+        return torch.full_like(like, math.exp(x))
+    return torch.exp(x)

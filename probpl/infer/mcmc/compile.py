@@ -8,8 +8,8 @@ from Python numbers, multiplications by one and additions of zero (identity tran
 unit scales), views and expansions back to the same shape, reductions over unit
 dimensions, repeated subexpressions and the zero-filled pieces that assemble a gradient
 from slices.  :func:`simplify` removes them, keeping every value bit for bit; the graph is
-then run by TorchScript, which costs a few microseconds per remaining operation and no
-Python.
+then run by TorchScript (its static runtime on a CPU), which costs about a microsecond per
+remaining operation and no Python.
 
 The trace is static: it is only valid for functions whose control flow and shapes do not
 depend on the values of their inputs.  The tracer refuses to read a traced value
@@ -38,6 +38,24 @@ _SHAPE_ONLY = {
     _aten.full.default,
     _aten.zeros.default,
     _aten.ones.default,
+    _aten.new_full.default,
+    _aten.new_zeros.default,
+    _aten.new_ones.default,
+}
+
+# overloads taking a Python number, and the ones taking a tensor in its place
+_TENSOR_FORMS = {
+    _aten.add.Scalar: _aten.add.Tensor,
+    _aten.sub.Scalar: _aten.sub.Tensor,
+    _aten.mul.Scalar: _aten.mul.Tensor,
+    _aten.div.Scalar: _aten.div.Tensor,
+    _aten.rsub.Scalar: _aten.rsub.Tensor,
+    _aten.eq.Scalar: _aten.eq.Tensor,
+    _aten.ne.Scalar: _aten.ne.Tensor,
+    _aten.lt.Scalar: _aten.lt.Tensor,
+    _aten.le.Scalar: _aten.le.Tensor,
+    _aten.gt.Scalar: _aten.gt.Tensor,
+    _aten.ge.Scalar: _aten.ge.Tensor,
 }
 
 # ops that only reinterpret the elements of their first argument in row-major order
@@ -121,6 +139,7 @@ class _Simplifier:
         self.num_folded = 0
         self.created = []
         self.names = {}  # id(folded value) -> buffer name
+        self.numbers = {}  # (number, dtype, device) -> 0-dim constant
 
     # ----- helpers -----
 
@@ -285,6 +304,60 @@ class _Simplifier:
                 changed = True
         return changed
 
+    def _number_tensor(self, before, number, like):
+        # a number as a 0-dim constant of the dtype of ``like``, where that gives the same
+        # result as the number itself (a number of a lower or equal kind than the dtype)
+        dtype = like.dtype
+        if isinstance(number, bool) or not _is_number(number):
+            return None
+        if isinstance(number, float) and not dtype.is_floating_point:
+            return None
+        if not (dtype.is_floating_point or dtype in (torch.int64, torch.int32)):
+            return None
+        key = (number, dtype, like.device)
+        value = self.numbers.get(key)
+        if value is None:
+            value = self.numbers[key] = torch.tensor(number, dtype=dtype, device=like.device)
+        return self._new_const(before, value)
+
+    def tensorize_numbers(self):
+        # forms the static runtime runs faster: it has planned-memory kernels for the
+        # ``.Tensor`` overloads of binary ops, comparisons and selections, so a Python number
+        # operand costs more than a 0-dim constant tensor (which broadcasts and, being of
+        # the other operand's dtype, changes no result dtype)
+        changed = False
+        for node in list(self.graph.nodes):
+            if node.op != "call_function" or not node.args:
+                continue
+            t, a = node.target, list(node.args)
+            if t is _aten.masked_fill.Scalar and isinstance(a[0], torch.fx.Node):
+                # masked_fill(x, mask, c) is where(mask, c, x), which runs faster
+                a = [a[1], a[2], a[0]]
+                pos, target, like = 1, _aten.where.self, self.env[a[2]]
+            elif t in _TENSOR_FORMS and isinstance(a[0], torch.fx.Node):
+                pos, target, like = 1, _TENSOR_FORMS[t], self.env[a[0]]
+            elif t in (_aten.where.ScalarOther, _aten.where.ScalarSelf):
+                pos = 2 if t is _aten.where.ScalarOther else 1
+                other = a[3 - pos]
+                if not isinstance(other, torch.fx.Node):
+                    continue
+                target, like = _aten.where.self, self.env[other]
+            else:
+                continue
+            if len(a) <= pos or not isinstance(like, torch.Tensor):
+                continue
+            const = self._number_tensor(node, a[pos], like)
+            if const is None:
+                continue
+            a[pos] = const
+            new = self._new_node(node, target, tuple(a), dict(node.kwargs))
+            if _same_meta(self.env[new], self.env[node]) and torch.equal(
+                self.env[new], self.env[node]
+            ):
+                node.replace_all_uses_with(new)
+                changed = True
+        return changed
+
     def _slices(self, node):
         # an add-tree of slice_backward pieces of one tensor: [(start, end, source)]
         if node.op != "call_function":
@@ -371,11 +444,14 @@ def _hashable(x):
     return (type(x), x)
 
 
-def simplify(gm, inputs, max_passes=8):
+def simplify(gm, inputs, max_passes=8, numbers_as_tensors=False):
     """Simplify the ATen graph ``gm`` in place without changing any value it computes.
 
     :param torch.fx.GraphModule gm: a functional graph from ``make_fx``.
     :param tuple inputs: example inputs (the graph is evaluated once on them).
+    :param bool numbers_as_tensors: pass the numeric operands of binary ops, comparisons
+        and selections as 0-dim constant tensors (the fast form for the static runtime)
+        rather than as Python numbers (the fast form for TorchScript's interpreter).
     :returns: ``gm``.
     """
     s = _Simplifier(gm, inputs)
@@ -388,6 +464,8 @@ def simplify(gm, inputs, max_passes=8):
         s.cleanup()
         if not changed:
             break
+    if numbers_as_tensors and s.tensorize_numbers():
+        s.cleanup()
     gm.recompile()
     return gm
 
@@ -533,20 +611,33 @@ def compile_function(build, inputs, check_inputs=()):
                 raise
             fn = build(True)
             gm = trace_graph(fn, inputs, functionalize=True)
-        gm = simplify(gm, inputs)
+        static = all(x.device.type == "cpu" for x in inputs)
+        gm = simplify(gm, inputs, numbers_as_tensors=static)
         scripted = torch.jit.trace(gm, tuple(inputs), check_trace=False)
+        run = (_static_runtime(scripted) if static else None) or scripted.forward
     for args in (tuple(inputs),) + tuple(check_inputs):
         expected = fn(*args)
-        got = scripted(*args)
+        got = run(*args)
         for e, g in zip(expected, got):
             if e.shape != g.shape or not torch.allclose(e, g, rtol=1e-4, atol=1e-5,
                                                         equal_nan=True):
                 raise RuntimeError("the compiled function disagrees with the eager one: its "
                                    "control flow or shapes depend on the input values")
-    # the method itself: calling the module adds Python hook handling to every call
-    return scripted.forward
+    return run
+
+
+def _static_runtime(scripted):
+    # On a CPU, TorchScript's static runtime runs the same graph with less overhead per
+    # operation (out-of-place kernels writing into buffers planned once and reused across
+    # calls, a leaner interpreter): about 1.4x faster on graphs of many small operations.
+    # Outputs are fresh tensors on every call.  The graph's buffers are folded in first.
+    try:
+        frozen = torch.jit.freeze(scripted.eval())
+        return torch._C._jit_to_static_module(frozen._c)
+    except Exception:  # noqa: BLE001 - TorchScript's own interpreter runs any graph
+        return None
 
 
 def is_compiled(fn):
     """Whether ``fn`` came from :func:`compile_function`."""
-    return isinstance(fn, torch._C.ScriptMethod)
+    return isinstance(fn, (torch._C.ScriptMethod, torch._C.StaticModule))

@@ -154,6 +154,7 @@ class HMC(MCMCKernel):
         """Compile the model, find initial points for ``num_chains`` chains and start
         warm-up."""
         initial_params = self._initial_params if initial_params is None else initial_params
+        self._warmup_steps = warmup_steps
         z, flat = self._build(num_chains, args, kwargs, initial_params)
         self._potential_and_grad = batched_potential_and_grad(flat, z, False)
         dim = z.shape[-1]
@@ -166,7 +167,6 @@ class HMC(MCMCKernel):
         if self._leaf is None:
             self._leaf = build(self._potential_and_grad)
         self._state = init_state(z, self._potential_and_grad, self.step_size, inv.clone())
-        self._warmup_steps = warmup_steps
         self._adapter = WarmupAdapter(warmup_steps, self.adapt_step_size,
                                       self.adapt_mass_matrix, self.full_mass,
                                       self.target_accept_prob)

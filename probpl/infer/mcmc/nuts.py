@@ -1,8 +1,12 @@
-"""The No-U-Turn sampler with Pyro's interface; the transition itself is
-:func:`probpl.infer.mcmc.trajectory.nuts_step`."""
+"""The No-U-Turn sampler with Pyro's interface.  One chain runs the transition
+:func:`probpl.infer.mcmc.trajectory.nuts_step`; a batch of chains runs
+:class:`probpl.infer.mcmc.chain_runner.ChainRunner`, where each chain builds its own
+trajectories and adapts on its own."""
 
 from probpl.infer.autoguide.initialization import init_to_uniform
+from probpl.infer.mcmc.chain_runner import ChainRunner, pass_leapfrog
 from probpl.infer.mcmc.hmc import HMC
+from probpl.infer.mcmc.nuts_chains import PassConfig, example_inputs, make_chain_passes
 from probpl.infer.mcmc.trajectory import (
     leapfrog_from_leaf,
     make_nuts_leaf_fn,
@@ -55,18 +59,87 @@ class NUTS(HMC):
             raise ValueError(f"max_tree_depth must be at least 1, got {max_tree_depth}")
         self.max_tree_depth = max_tree_depth
 
+    _runtime = HMC._runtime + ("_end", "_runner", "_runner_state")
+
+    # A batch of chains runs passes of one leapfrog step per chain, each chain at its own
+    # place in its own trajectory (nuts_chains); a single chain runs nuts_step.
+
+    def _pass_config(self):
+        return PassConfig(self.max_tree_depth, 1000.0, self._warmup_steps,
+                          self.adapt_step_size, self.adapt_mass_matrix,
+                          self.target_accept_prob)
+
     def _leaf_builder(self, z, inv):
+        if z.shape[0] > 1:
+            cfg = self._pass_config()
+
+            def build_leaf_pass(potential_and_grad):
+                return make_chain_passes(potential_and_grad, cfg, z.device)[0]
+
+            return build_leaf_pass, lambda seed: example_inputs(z, inv, self.max_tree_depth,
+                                                                seed)[0]
+
         def build(potential_and_grad):
             return make_nuts_leaf_fn(potential_and_grad, z.shape[0])
 
         return build, lambda seed: nuts_leaf_example_inputs(z, inv, self.max_tree_depth, seed)
 
     def _leaf_leapfrog(self, z):
-        return leapfrog_from_leaf(self._leaf, self.max_tree_depth, batched=z.shape[0] > 1)
+        if z.shape[0] > 1:
+            return pass_leapfrog(self._leaf, self.max_tree_depth)
+        return leapfrog_from_leaf(self._leaf, self.max_tree_depth, batched=False)
+
+    def setup(self, warmup_steps, *args, **kwargs):
+        self._runner = self._runner_state = None
+        super().setup(warmup_steps, *args, **kwargs)
+        z = self._state.z
+        if z.shape[0] > 1:
+            from probpl.infer.mcmc.compile import compile_function, is_compiled
+
+            # the end-of-trajectory passes have no potential in them: they compile whenever
+            # the leaf pass did
+            inv = self._state.inverse_mass_matrix
+            ends = list(make_chain_passes(None, self._pass_config(), z.device)[1:])
+            if is_compiled(self._leaf):
+                inputs = [example_inputs(z, inv, self.max_tree_depth, seed)[1]
+                          for seed in (0, 1)]
+                for i, end in enumerate(ends):
+                    try:
+                        ends[i] = compile_function(lambda functional, end=end: end,
+                                                   inputs[0], inputs[1:])
+                    except Exception:  # noqa: BLE001 - the eager function is always correct
+                        pass
+            self._end = tuple(ends)
 
     def _transition(self, state):
         return nuts_step(state, self._potential_and_grad, self.max_tree_depth,
                          leaf_fn=self._leaf)
+
+    def step(self):
+        """Advance all chains one iteration (adapting during warm-up).
+
+        With several chains, the chains progress independently: this returns iteration
+        ``t`` of every chain once the slowest has completed it (faster chains may already
+        be further on).
+
+        :returns: the :class:`~probpl.infer.mcmc.trajectory.HMCInfo` of the iteration.
+        """
+        if self._state.z.shape[0] == 1:
+            return super().step()
+        runner = getattr(self, "_runner", None)
+        if runner is None or self._state is not self._runner_state or self._t != runner.next_t:
+            # a new run, a continued one, or a state set from outside: trajectories restart
+            # from the current state; warm-up adaptation carries on where it was
+            adaptation = runner.state if runner is not None else None
+            runner = self._runner = ChainRunner(
+                self._leaf, self._end, self._pass_config(), self._state, self._t,
+                self._potential_and_grad, self._leaf_leapfrog(self._state.z), adaptation)
+        state, info = runner.iteration(self._t)
+        self._t += 1
+        runner.next_t = self._t
+        self._state = self._runner_state = state
+        self._last_info = info
+        return info
 
     def logging(self):
         out = super().logging()

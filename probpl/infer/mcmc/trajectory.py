@@ -4,7 +4,9 @@ A transition is ``step(state, potential_and_grad, ...) -> (state, info)`` where
 ``potential_and_grad`` maps positions ``(C, D)`` (``C`` chains, ``D`` unconstrained
 coordinates) to ``(potential_energy (C,), grad (C, D))``.  Every chain has its own step size
 and metric.  Chains run in lockstep: a chain whose trajectory has ended is frozen with masks
-while the others go on, so one call of the potential serves all chains.
+while the others go on, so one call of the potential serves all chains.  (The MCMC driver
+runs a batch of NUTS chains without lockstep, each at its own place in its own trajectory:
+:mod:`probpl.infer.mcmc.nuts_chains`.)
 
 The No-U-Turn sampler builds its trajectory by repeated doubling in a random direction;
 each new subtree is built leaf by leaf, with the U-turn checks of all its nested subtrees

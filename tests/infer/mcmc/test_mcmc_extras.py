@@ -164,6 +164,22 @@ def test_tracer_rejects_value_reads_and_simplify_keeps_values():
     assert torch.equal(compiled(x, c)[0], fn(x, c)[0])
 
 
+def test_numbers_as_tensors_keep_values():
+    # the static runtime's form: numeric operands become 0-dim constants of the right dtype
+    def fn(x, k):
+        y = torch.where(x > 0.5, x * 2.0 - 1, x.masked_fill(x < -1, 3.0)) / 4.0
+        return y, (k + 1) * 3, k <= 2
+
+    x, k = torch.randn(5, dtype=torch.float64), torch.arange(4)
+    gm = simplify(trace_graph(fn, (x, k)), (x, k), numbers_as_tensors=True)
+    scalar_forms = [n.target for n in gm.graph.nodes
+                    if n.op == "call_function" and "Scalar" in str(n.target)]
+    assert scalar_forms == []
+    for args in [(x, k), (torch.randn(5, dtype=torch.float64), torch.arange(4) - 2)]:
+        for e, g in zip(fn(*args), gm(*args)):
+            assert e.dtype == g.dtype and torch.equal(e, g)
+
+
 def test_to_arviz():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

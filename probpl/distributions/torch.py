@@ -10,6 +10,7 @@ a lean construction and log-density of their own in ``normal.py``.
 
 import torch
 
+from .categorical import Categorical
 from .normal import LogNormal, Normal
 from .torch_distribution import Independent, TorchDistributionMixin
 

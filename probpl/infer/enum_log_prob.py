@@ -3,12 +3,16 @@
 Sites with the same distribution type and shapes (the steps of a ``markov``
 loop) are evaluated as one stacked batch, which leaves one autograd node per
 group instead of one per site, and an enumerated categorical's log-density is
-its normalised logits moved to its enumeration dim (no gather). Used by
-:mod:`probpl.infer.enum` and everything that scores enumerated traces.
+its normalised logits moved to its enumeration dim (no gather). probpl's
+:class:`~probpl.distributions.Categorical` normalises its parameter only when
+read, so the steps of a chain are normalised here together, from their
+parameters as the model gave them. Used by :mod:`probpl.infer.enum` and
+everything that scores enumerated traces.
 """
 
 import torch
 
+from probpl.distributions.categorical import Categorical as _LeanCategorical
 from probpl.distributions.util import scale_and_mask
 
 
@@ -16,11 +20,22 @@ def _enumerated_logits_to_log_prob(logits, dim, lead=0):
     """Log-probabilities of ``arange(K)`` laid along ``dim`` (a negative batch dim):
     the normalised ``logits`` (``lead`` stacking dims + batch + (K,)) with the
     category dim moved there."""
-    batch = logits.dim() - 1 - lead
+    shape = logits.shape
+    batch = len(shape) - 1 - lead
     if -dim > batch:
-        lp = logits.movedim(-1, lead)
-        shape = lp.shape
-        return lp.reshape(shape[:lead + 1] + (1,) * (-1 - dim - batch) + shape[lead + 1:])
+        pos = lead  # the category dim goes first, left of the batch dims
+        out = shape[:lead] + shape[-1:] + (1,) * (-1 - dim - batch) + shape[lead:-1]
+    else:
+        pos = len(shape) - 1 + dim  # it replaces the batch's size-1 dim there
+        out = shape[:pos] + shape[-1:] + shape[pos + 1:-1]
+    for size in shape[pos:-1]:
+        if size != 1:
+            break
+    else:
+        # Only size-1 dims lie between: moving the category dim is a reshape.
+        return logits.reshape(out)
+    if -dim > batch:
+        return logits.movedim(-1, lead).reshape(out)
     return logits.transpose(dim - 1, -1).squeeze(-1)
 
 
@@ -119,13 +134,12 @@ def _class_params(cls):
     return names
 
 
-def _enum_shape(shape, dim):
-    key = (shape, dim)
+def _enum_shape(batch, size, dim):
+    key = (batch, size, dim)
     found = _ENUM_SHAPES.get(key)
     if found is None:
         if len(_ENUM_SHAPES) > 4096:
             _ENUM_SHAPES.clear()
-        batch, size = shape[:-1], shape[-1]
         if -dim > len(batch):
             found = (size,) + (1,) * (-1 - dim - len(batch)) + batch
         else:
@@ -146,12 +160,22 @@ def _stack_key(site):
     params = fn.__dict__
     if infer.get("_enum_support") is value:
         # An enumerated categorical: only its normalised logits are needed.
+        dim = infer["_enumerate_dim"]
+        shape = _enum_shape(fn._batch_shape, fn._num_events, dim)
+        if isinstance(fn, _LeanCategorical):
+            # The parameter as the model gave it (plates never expand it),
+            # normalised later for the whole group at once.
+            t = fn._param
+            if t._base is not None:
+                small = _unexpand(t)
+                if small.shape[-1:] == t.shape[-1:]:  # (never along the categories)
+                    t = small
+            kind = "raw_logits" if fn._param_is_logits else "raw_probs"
+            return ("enum", kind, t.shape, t.dtype, t.device, dim, shape), (t,)
         if "logits" in params:
             t, kind = params["logits"], "logits"
         else:
             t, kind = params["probs"], "probs"
-        dim = infer["_enumerate_dim"]
-        shape = _enum_shape(t.shape, dim)
         source = infer.get("_unexpanded")
         if source is not None and source[0] is fn:
             # The distribution as the model built it, before plates expanded it.
@@ -203,7 +227,12 @@ def _grouped_log_probs(key, members):
     if key[0] == "enum":
         kind, dim = key[1], key[5]
         t = stacked[0]
-        if kind == "probs":
+        if kind == "raw_logits":
+            t = t - t.logsumexp(-1, keepdim=True)
+        elif kind != "logits":
+            if kind == "raw_probs":
+                t = t / t.sum(-1, keepdim=True)
+            # torch's logits of probs: the log of probs clamped away from 0 and 1.
             eps = torch.finfo(t.dtype).eps
             t = t.clamp(min=eps, max=1 - eps).log()
         lp = _enumerated_logits_to_log_prob(t, dim, lead=lead)

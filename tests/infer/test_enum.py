@@ -502,3 +502,65 @@ def test_long_chain_batched_path_matches_forward_algorithm():
         results.append(torch.autograd.grad(loss, leaves))
     for a, b in zip(*results):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def _raw_rows_chain(ys, init, trans, trans_logits):
+    # Categoricals built from unnormalised rows (with zeros) and from logits.
+    with probpl.plate("seqs", ys.shape[1], dim=-1):
+        x = w = None
+        for t in probpl.markov(range(ys.shape[0])):
+            x = probpl.sample(f"x_{t}", dist.Categorical(init if x is None else trans[x]),
+                              infer={"enumerate": "parallel"})
+            w = probpl.sample(f"w_{t}", dist.Categorical(
+                logits=trans_logits[0 if w is None else w]), infer={"enumerate": "parallel"})
+            probpl.sample(f"y_{t}", dist.Normal((x + w).to(ys.dtype), 1.0), obs=ys[t])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_chain_categoricals_normalised_together_match_torch(dtype):
+    from probpl.infer.enum import compute_log_probs
+
+    g = torch.Generator().manual_seed(4)
+    init = torch.tensor([2.0, 0.0, 1.0], dtype=dtype, requires_grad=True)
+    trans = (3 * torch.rand(3, 3, generator=g, dtype=dtype)).detach()
+    trans[0, 2] = trans[2, 1] = 0.0  # impossible transitions
+    trans.requires_grad_()
+    trans_logits = torch.randn(3, 3, generator=g, dtype=dtype, requires_grad=True)
+    ys = torch.randn(6, 2, generator=g, dtype=dtype)
+    with probpl.util.validation_enabled(False), enum(first_available_dim=-2):
+        tr = poutine.trace(_raw_rows_chain).get_trace(ys, init, trans, trans_logits)
+        compute_log_probs(tr)
+    # The steps' rows are normalised in batches, not one site at a time.
+    assert tr.nodes["x_1"]["log_prob"]._base is tr.nodes["x_3"]["log_prob"]._base is not None
+    assert tr.nodes["w_1"]["log_prob"]._base is tr.nodes["w_3"]["log_prob"]._base is not None
+    inputs = (init, trans, trans_logits)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for name, site in tr.nodes.items():
+        if not name.startswith(("x_", "w_")):
+            continue
+        fn = site["fn"]
+        kind = "logits" if fn._param_is_logits else "probs"
+        # torch's own Categorical from the parameter as the model gave it.
+        ref = torch.distributions.Categorical(**{kind: fn._param}).expand(fn.batch_shape)
+        expected = ref.log_prob(site["value"])
+        got = site["log_prob"]
+        assert got.shape == expected.shape and got.dtype == expected.dtype, name
+        assert torch.allclose(got, expected, rtol=tol, atol=tol), name
+        w = torch.randn(got.shape, generator=g, dtype=dtype)
+        g_got = torch.autograd.grad((got * w).sum(), inputs, allow_unused=True, retain_graph=True)
+        g_exp = torch.autograd.grad((expected * w).sum(), inputs, allow_unused=True,
+                                    retain_graph=True)
+        for a, b in zip(g_got, g_exp):
+            assert (a is None) == (b is None), name
+            if a is not None:
+                assert torch.allclose(a, b, rtol=tol, atol=tol), name
+    if dtype == torch.float64:
+        # A zero-probability transition weighs exp(log eps) (torch clamps probs
+        # away from 0 and 1), as brute-force summation over torch's densities does.
+        short = ys[:3, :1]  # 3 ** 6 assignments
+        loss = TraceEnum_ELBO(max_plate_nesting=1).loss(
+            _raw_rows_chain, empty_guide, short, init, trans, trans_logits)
+        expected = brute_force_log_z(
+            _raw_rows_chain, {f"{n}_{t}": (3, (1,)) for t in range(3) for n in "xw"},
+            short, init, trans, trans_logits)
+        assert loss == pytest.approx(-expected.item(), abs=1e-9)

@@ -77,20 +77,26 @@ def test_particles_match_eager_and_outer_handlers_see_params():
     assert set(tr.trace.nodes) == set(grads)
 
 
+def beta_bernoulli_model(x):
+    """A score-function site ``k`` beside a subsampled Beta-Bernoulli."""
+    p = probpl.sample("p", dist.Beta(2.0, 2.0))
+    with probpl.plate("data", len(x), subsample_size=4) as idx:
+        probpl.sample("x", dist.Bernoulli(p), obs=x[idx])
+    probpl.sample("k", dist.Bernoulli(0.3))
+
+
+def beta_bernoulli_guide(x):
+    a = probpl.param("a", torch.tensor(2.0), constraint=constraints.positive)
+    probpl.sample("p", dist.Beta(a, 2.0))
+    q = probpl.param("q", torch.tensor(0.5), constraint=constraints.unit_interval)
+    probpl.sample("k", dist.Bernoulli(q))
+
+
+BERNOULLI_DATA = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+
+
 def test_score_function_and_subsampling_match_eager():
-    def model(x):
-        p = probpl.sample("p", dist.Beta(2.0, 2.0))
-        with probpl.plate("data", len(x), subsample_size=4) as idx:
-            probpl.sample("x", dist.Bernoulli(p), obs=x[idx])
-        probpl.sample("k", dist.Bernoulli(0.3))
-
-    def guide(x):
-        a = probpl.param("a", torch.tensor(2.0), constraint=constraints.positive)
-        probpl.sample("p", dist.Beta(a, 2.0))
-        q = probpl.param("q", torch.tensor(0.5), constraint=constraints.unit_interval)
-        probpl.sample("k", dist.Bernoulli(q))
-
-    x = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    model, guide, x = beta_bernoulli_model, beta_bernoulli_guide, BERNOULLI_DATA
     jit = JitTrace_ELBO()
     for seed in range(3):
         jit_loss, jit_grads = grads_of(jit, model, guide, x, seed=seed)
@@ -304,19 +310,7 @@ def test_vectorized_particles_match_eager(jit_cls, eager_cls, which):
     (JitTraceGraph_ELBO, TraceGraph_ELBO),
 ])
 def test_vectorized_particles_with_score_function_and_subsampling(jit_cls, eager_cls):
-    def model(x):
-        p = probpl.sample("p", dist.Beta(2.0, 2.0))
-        with probpl.plate("data", len(x), subsample_size=4) as idx:
-            probpl.sample("x", dist.Bernoulli(p), obs=x[idx])
-        probpl.sample("k", dist.Bernoulli(0.3))
-
-    def guide(x):
-        a = probpl.param("a", torch.tensor(2.0), constraint=constraints.positive)
-        probpl.sample("p", dist.Beta(a, 2.0))
-        q = probpl.param("q", torch.tensor(0.5), constraint=constraints.unit_interval)
-        probpl.sample("k", dist.Bernoulli(q))
-
-    x = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    model, guide, x = beta_bernoulli_model, beta_bernoulli_guide, BERNOULLI_DATA
     jit = jit_cls(num_particles=6, vectorize_particles=True)
     eager = eager_cls(num_particles=6, vectorize_particles=True)
     _warm(jit, model, guide, x)

@@ -11,9 +11,15 @@ import weakref
 from contextlib import contextmanager
 
 import torch
+from torch.distributions.transforms import Transform
 
 from probpl.distributions import constraints
-from probpl.distributions.transforms import biject_to, transform_to
+from probpl.distributions.transforms import (
+    AffineTransform,
+    ComposeTransform,
+    biject_to,
+    transform_to,
+)
 
 
 def _bijection(constraint):
@@ -23,6 +29,32 @@ def _bijection(constraint):
         return biject_to(constraint)
     except NotImplementedError:
         return transform_to(constraint)
+
+
+def _drop_identity_parts(transform):
+    """``transform`` without its ``AffineTransform(0, 1)`` parts (e.g. the bijection
+    onto ``positive`` is ``exp`` then a shift by the lower bound 0): each costs
+    two tensor ops per call and leaves the value unchanged."""
+    if not isinstance(transform, ComposeTransform):
+        return transform
+    parts = [
+        p for p in transform.parts
+        if not (isinstance(p, AffineTransform) and isinstance(p.loc, (int, float))
+                and isinstance(p.scale, (int, float)) and p.loc == 0 and p.scale == 1)
+    ]
+    if len(parts) == len(transform.parts):
+        return transform
+    return parts[0] if len(parts) == 1 else ComposeTransform(parts)
+
+
+def _forward(transform):
+    """The function applying ``transform`` to a stored parameter: without identity
+    parts, and its ``_call`` when calling the transform would only forward to it
+    (no cache), saving a call per read."""
+    transform = _drop_identity_parts(transform)
+    if transform._cache_size == 0 and type(transform).__call__ is Transform.__call__:
+        return transform._call
+    return transform
 
 
 class ParamStoreDict:
@@ -91,7 +123,7 @@ class ParamStoreDict:
             constraint = self._constraints[name]
             if constraint is constraints.real:
                 return unconstrained
-            transform = self._transforms[name] = _bijection(constraint)
+            transform = self._transforms[name] = _forward(_bijection(constraint))
         value = transform(unconstrained)
         value.unconstrained = weakref.ref(unconstrained)
         return value
@@ -134,6 +166,10 @@ class ParamStoreDict:
 
     def get_param(self, name, init_tensor=None, constraint=None, event_dim=None):
         """Get ``name``, creating it from ``init_tensor`` when absent."""
+        if constraint is None:
+            unconstrained = self._params.get(name)
+            if unconstrained is not None:  # the common case: a read
+                return self._constrain(name, unconstrained)
         if name not in self._params:
             if init_tensor is None:
                 raise KeyError(

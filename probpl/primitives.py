@@ -32,6 +32,8 @@ def clear_param_store():
 
 
 def _param_fn(name, init_tensor=None, constraint=None, event_dim=None):
+    # A module-level function (not the store's bound method), so that pickling a
+    # trace's param site does not pickle the whole store.
     return _PYRO_PARAM_STORE.get_param(name, init_tensor, constraint, event_dim)
 
 
@@ -47,14 +49,25 @@ def param(name, init_tensor=None, constraint=None, event_dim=None):
     """
     if not _PYRO_STACK:
         return _param_fn(name, init_tensor, constraint, event_dim)
-    msg = new_message(
-        type="param",
-        name=name,
-        fn=_param_fn,
-        args=(name, init_tensor, constraint),
-        kwargs={"event_dim": event_dim},
-    )
-    return apply_stack(msg)["value"]
+    # The fields of runtime.new_message, written out: this runs once per site.
+    msg = {
+        "type": "param",
+        "name": name,
+        "fn": _param_fn,
+        "is_observed": False,
+        "args": (name, init_tensor, constraint),
+        "kwargs": {"event_dim": event_dim},
+        "value": None,
+        "infer": {},
+        "scale": 1.0,
+        "mask": None,
+        "cond_indep_stack": (),
+        "done": False,
+        "stop": False,
+        "continuation": None,
+    }
+    apply_stack(msg)
+    return msg["value"]
 
 
 def _check_distribution(name, fn):

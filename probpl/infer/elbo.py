@@ -23,6 +23,7 @@ import probpl.util as util
 from probpl.poutine.handlers import block, replay, trace
 from probpl.poutine.plate_messenger import PlateMessenger
 from probpl.poutine.replay_messenger import ReplayMessenger
+from probpl.poutine.trace_messenger import TraceHandler, TraceMessenger
 
 PARTICLE_PLATE = "num_particles_vectorized"
 
@@ -68,7 +69,8 @@ class ELBO:
 
     @staticmethod
     def _validation_key(model, guide, args, kwargs):
-        return (id(model), id(guide), _shape_signature(args), _shape_signature(kwargs))
+        return (id(model), id(guide), _shape_signature(args),
+                _shape_signature(kwargs) if kwargs else ())
 
     def _validation_scope(self, model, guide, args, kwargs):
         """A context that validates on the first run per (model, guide, argument
@@ -212,9 +214,9 @@ def validation_off():
 
 def _shape_signature(obj):
     if isinstance(obj, torch.Tensor):
-        return (tuple(obj.shape), obj.dtype, obj.device)
+        return (obj.shape, obj.dtype, obj.device)
     if isinstance(obj, (tuple, list)):
-        return tuple(_shape_signature(x) for x in obj)
+        return tuple([_shape_signature(x) for x in obj])
     if isinstance(obj, dict):
         return tuple((k, _shape_signature(v)) for k, v in obj.items())
     if isinstance(obj, (int, float, str, bool, type(None))):
@@ -236,7 +238,7 @@ def plate_nesting(tr):
 def get_importance_trace(graph_type, max_plate_nesting, model, guide, args, kwargs, detach=False):
     """Run the guide, replay the model against it, check that the two agree,
     and compute log-densities (score parts for the guide)."""
-    guide_trace = trace(guide, graph_type=graph_type).get_trace(*args, **kwargs)
+    guide_trace = TraceHandler(TraceMessenger(graph_type), guide).get_trace(*args, **kwargs)
     if detach:
         guide_trace.detach_()
     replaying = ReplayMessenger(trace=guide_trace)
@@ -245,7 +247,8 @@ def get_importance_trace(graph_type, max_plate_nesting, model, guide, args, kwar
         with replaying:
             return model(*args, **kwargs)
 
-    model_trace = trace(replayed_model, graph_type=graph_type).get_trace(*args, **kwargs)
+    model_trace = TraceHandler(TraceMessenger(graph_type), replayed_model).get_trace(*args,
+                                                                                    **kwargs)
     if util._VALIDATION_ENABLED:
         check_model_guide_match(model_trace, guide_trace, max_plate_nesting)
     model_trace.compute_log_prob()

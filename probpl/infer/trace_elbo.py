@@ -14,6 +14,7 @@ import torch
 
 from probpl.distributions.util import is_identically_zero
 from probpl.infer.elbo import ELBO, get_importance_trace
+from probpl.infer.util import scalar_backward
 
 
 def _site_terms(model_trace, guide_trace):
@@ -115,19 +116,20 @@ class Trace_ELBO(ELBO):
         surrogate_terms = None  # terms of surrogate - elbo, once a site needs them
         terms = None
         for site in guide_trace.nodes.values():
-            if not is_latent(site):
+            if site["type"] != "sample" or site["is_observed"] or site["infer"].get("_subsample"):
                 continue
             log_prob, score_function, entropy_term = site["score_parts"]
             minus.append(site["log_prob_sum"])
-            if entropy_term is log_prob and is_identically_zero(score_function):
+            no_score = _is_zero(score_function)
+            if entropy_term is log_prob and no_score:
                 continue  # reparameterised: its surrogate term equals its ELBO term
             if surrogate_terms is None:
                 surrogate_terms = []
             # The surrogate keeps the entropy term in place of log q.
             surrogate_terms.append(site["log_prob_sum"])
-            if not is_identically_zero(entropy_term):
+            if not _is_zero(entropy_term):
                 surrogate_terms.append(-entropy_term.sum())
-            if not is_identically_zero(score_function):
+            if not no_score:
                 if terms is None:
                     terms = _site_terms(model_trace, guide_trace)
                 signal = learning_signal(terms, site)
@@ -183,7 +185,7 @@ class Trace_ELBO(ELBO):
             loss, surrogate_loss, last = self._loss_and_surrogate(model, guide, args, kwargs)
         loss = check_finite(_to_float(loss), last)
         if isinstance(surrogate_loss, torch.Tensor) and surrogate_loss.requires_grad:
-            surrogate_loss.backward(retain_graph=self.retain_graph)
+            scalar_backward(surrogate_loss, self.retain_graph)
         return loss
 
 
@@ -192,9 +194,10 @@ def _total(plus, minus):
     0-dim tensors of one dtype and device are stacked once and dotted with
     their signs (two autograd nodes, whatever the number of terms)."""
     terms = plus + minus
-    if len(terms) > 2 and _same_scalars(terms):
-        signs = terms[0].new_tensor(_signs(len(plus), len(minus)))
-        return torch.stack(terms) @ signs
+    if len(terms) > 2:
+        signs = _signs(terms, len(plus))
+        if signs is not None:
+            return torch.dot(torch.stack(terms), signs)
     total = plus[0] if plus else 0.0
     for t in plus[1:]:
         total = total + t
@@ -203,30 +206,45 @@ def _total(plus, minus):
     return total
 
 
-def _same_scalars(terms):
-    first = terms[0]
-    if not isinstance(first, torch.Tensor):
-        return False
-    dtype, device = first.dtype, first.device
-    for t in terms:
-        if not isinstance(t, torch.Tensor) or t.dim() or t.dtype != dtype or t.device != device:
-            return False
-    return True
+def _is_zero(x):
+    # Score parts hold the number 0 for absent terms: a type test first, as
+    # is_identically_zero's isinstance(x, Number) is an abstract-class check.
+    if x.__class__ is int or x.__class__ is float:
+        return x == 0
+    return not isinstance(x, torch.Tensor) and is_identically_zero(x)
 
 
+# (number of terms, number of positive terms, dtype, device) -> the signs as a
+# tensor. Read-only: it is only ever an operand of the dot product.
 _SIGNS = {}
 
 
-def _signs(n_plus, n_minus):
-    key = (n_plus, n_minus)
+def _signs(terms, n_plus):
+    """The sign vector for ``terms`` (``n_plus`` positive ones first), or None
+    unless all are 0-dim tensors of one dtype and device."""
+    first = terms[0]
+    if not isinstance(first, torch.Tensor):
+        return None
+    dtype, device = first.dtype, first.device
+    for t in terms:
+        if not isinstance(t, torch.Tensor) or t.dim() or t.dtype != dtype or t.device != device:
+            return None
+    key = (len(terms), n_plus, dtype, device)
     signs = _SIGNS.get(key)
     if signs is None:
-        signs = _SIGNS[key] = [1.0] * n_plus + [-1.0] * n_minus
+        values = [1.0] * n_plus + [-1.0] * (len(terms) - n_plus)
+        signs = torch.tensor(values, dtype=dtype, device=device)
+        # Keep only a plain tensor: not one made in inference mode (autograd
+        # could not save it later) nor a tracer's fake or proxy tensor.
+        if type(signs) is torch.Tensor and not signs.is_inference():
+            if len(_SIGNS) > 256:
+                _SIGNS.clear()
+            _SIGNS[key] = signs
     return signs
 
 
 def _to_float(x):
-    return x.detach().item() if isinstance(x, torch.Tensor) else float(x)
+    return x.item() if isinstance(x, torch.Tensor) else float(x)
 
 
 def check_finite(loss, last_traces):

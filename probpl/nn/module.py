@@ -218,8 +218,10 @@ class PyroModule(torch.nn.Module, metaclass=_PyroModuleMeta):
         attr = name + "_unconstrained"
         unconstrained = self._parameters[attr]
         if self._pyro_context.active:
-            fullname = _make_name(self._pyro_name, name)
-            _share_with_store(fullname, self, attr, unconstrained, constraint, event_dim)
+            prefix = self._pyro_name
+            fullname = f"{prefix}.{name}" if prefix else name
+            if _PYRO_PARAM_STORE._params.get(fullname) is not unconstrained:
+                _share_with_store(fullname, self, attr, unconstrained, constraint, event_dim)
             return param(fullname, event_dim=event_dim)
         if constraint is constraints.real:
             return unconstrained

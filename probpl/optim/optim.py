@@ -15,6 +15,7 @@ does not exist yet waits until the parameter first appears.
 import inspect
 
 import torch
+from torch.optim import optimizer as _torch_optimizer
 
 _MODULE_SEP = "$$$"
 _SCHEDULER_KEY = "__lr_scheduler__"
@@ -45,8 +46,6 @@ def _plain_step(optim):
     the update itself (no hooks registered, no profiler running, no scheduler
     counting calls), so the update can be called directly: this saves a sizeable
     share of the step of a small model."""
-    from torch.optim import optimizer as _opt
-
     step = type(optim).step
     return (
         getattr(step, "hooked", False)
@@ -54,8 +53,8 @@ def _plain_step(optim):
         and "step" not in vars(optim)
         and not optim._optimizer_step_pre_hooks
         and not optim._optimizer_step_post_hooks
-        and not _opt._global_optimizer_pre_hooks
-        and not _opt._global_optimizer_post_hooks
+        and not _torch_optimizer._global_optimizer_pre_hooks
+        and not _torch_optimizer._global_optimizer_post_hooks
         and not torch.autograd.profiler._is_profiler_enabled
     )
 
@@ -63,52 +62,101 @@ def _plain_step(optim):
 _FUSED_ADAMS = (torch.optim.Adam, torch.optim.AdamW)
 
 
-def _fused_adam_step(optim):
+class _FusedAdamPlan:
+    """The optimizer-state tensors a fused Adam update reads, gathered once per
+    parameter list (they are updated in place, so they stay the same objects).
+    The parameters' step counters are re-homed as views of one ``counter``
+    tensor, so counting a step is one ``add_`` rather than one per parameter."""
+
+    __slots__ = ("state", "params", "n", "states", "exp_avgs", "exp_avg_sqs", "steps",
+                 "counter")
+
+    def __init__(self, optim, params):
+        self.state = optim.state
+        self.params = params
+        self.n = len(params)
+        first = params[0]
+        device, dtype = first.device, first.dtype
+        self.states = []
+        for p in params:
+            st = optim.state.get(p)
+            if st is None or "exp_avg" not in st or p.device != device or p.dtype != dtype:
+                raise LookupError  # the general step must run (and create the state) first
+            self.states.append(st)
+        steps = [st["step"] for st in self.states]
+        self.counter = None
+        s0 = steps[0]
+        if all(isinstance(t, torch.Tensor) and t.dim() == 0 and t.dtype == s0.dtype
+               and t.device == s0.device for t in steps):
+            with torch.no_grad():
+                self.counter = torch.stack(steps)
+            steps = list(self.counter.unbind(0))
+            for st, t in zip(self.states, steps):
+                st["step"] = t
+        self.steps = steps
+        self.exp_avgs = [st["exp_avg"] for st in self.states]
+        self.exp_avg_sqs = [st["exp_avg_sq"] for st in self.states]
+
+    def valid(self, optim, params):
+        if self.state is not optim.state or self.params is not params or self.n != len(params):
+            return False
+        for st, t, m, v in zip(self.states, self.steps, self.exp_avgs, self.exp_avg_sqs):
+            if st["step"] is not t or st["exp_avg"] is not m or st["exp_avg_sq"] is not v:
+                return False
+        return True
+
+
+def _fused_adam_step(optim, plan=None):
     """The update of a fused ``Adam``/``AdamW`` with one param group, run as the two
     kernel calls torch's ``step`` ends in (count the step, update every tensor),
-    without the per-step Python that prepares them. Returns False, having done
-    nothing, whenever the general ``step`` is needed: several groups, options the
-    kernels take elsewhere (amsgrad, capturable, differentiable, tensor ``lr``,
-    gradient scaling), a parameter without a gradient or optimizer state yet,
-    or tensors on several devices or dtypes."""
+    without the per-step Python that prepares them. Returns the
+    :class:`_FusedAdamPlan` used (pass it back next time), or None, having done
+    nothing, whenever the general ``step`` is needed: several groups, options
+    the kernels take elsewhere (amsgrad, capturable, differentiable, tensor
+    ``lr``, gradient scaling), a parameter without a gradient or optimizer state
+    yet, or tensors on several devices or dtypes."""
     groups = optim.param_groups
     if type(optim) not in _FUSED_ADAMS or len(groups) != 1:
-        return False
+        return None
     group = groups[0]
     if not group.get("fused") or group.get("amsgrad", True) or group.get("capturable", True) \
             or group.get("differentiable", True):
-        return False
+        return None
     lr = group["lr"]
     if not isinstance(lr, float) or getattr(optim, "grad_scale", None) is not None or getattr(
         optim, "found_inf", None
     ) is not None:
-        return False
+        return None
     kernel = getattr(torch, "_fused_adamw_" if group.get("decoupled_weight_decay") else
                      "_fused_adam_", None)
     if kernel is None:
-        return False
+        return None
     params = group["params"]
-    first = params[0]
-    device, dtype = first.device, first.dtype
-    grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
-    state = optim.state
+    grads = []
     for p in params:
         g = p.grad
-        st = state.get(p)
-        if g is None or st is None or "exp_avg" not in st or g.is_sparse or p.device != device \
-                or p.dtype != dtype:
-            return False
+        if g is None or g.is_sparse:
+            return None
         grads.append(g)
-        exp_avgs.append(st["exp_avg"])
-        exp_avg_sqs.append(st["exp_avg_sq"])
-        steps.append(st["step"])
+    if plan is None or not plan.valid(optim, params):
+        try:
+            plan = _FusedAdamPlan(optim, params)
+        except LookupError:
+            return None
     beta1, beta2 = group["betas"]
-    with torch.no_grad():
-        torch._foreach_add_(steps, 1)
-        kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
-               beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
+    grad_enabled = torch.is_grad_enabled()
+    torch._C._set_grad_enabled(False)  # torch.no_grad() without its Python context object
+    try:
+        if plan.counter is not None:
+            plan.counter.add_(1)
+        else:
+            torch._foreach_add_(plan.steps, 1)
+        kernel(params, grads, plan.exp_avgs, plan.exp_avg_sqs, [], plan.steps, amsgrad=False,
+               lr=lr, beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
                eps=group["eps"], maximize=group["maximize"], grad_scale=None, found_inf=None)
-    return True
+    finally:
+        torch._C._set_grad_enabled(grad_enabled)
+    return plan
 
 
 def _state_to_param(state, param, options):
@@ -172,6 +220,7 @@ class PyroOptim:
         self._any_clip = False
         self._pending = {}  # name -> saved state of a param not seen yet
         self._pending_scheduler = None
+        self._fused = None  # what the fused Adam update reuses between steps
 
     # ----- options -----
 
@@ -211,6 +260,7 @@ class PyroOptim:
         new = [p for p in params if id(p) not in self._params]
         if not new:
             return
+        self._fused = None
         groups = []  # [(options, [params], [(param, saved state)])]
         for p in new:
             self._params[id(p)] = p
@@ -256,7 +306,9 @@ class PyroOptim:
         optim = self.optim
         if args or kwargs or not _plain_step(optim):
             optim.step(*args, **kwargs)
-        elif not _fused_adam_step(optim):
+            return
+        self._fused = _fused_adam_step(optim, self._fused)
+        if self._fused is None:
             type(optim).step.__wrapped__(optim)
 
     def _clip_grads(self, params):
@@ -294,6 +346,7 @@ class PyroOptim:
         state = dict(state)
         scheduler_state = state.pop(_SCHEDULER_KEY, None)
         self._pending.update(state)
+        self._fused = None
         if self.optim is not None:
             known = [p for p in self._params.values() if self._name(p) in self._pending]
             for p in known:

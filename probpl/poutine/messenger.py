@@ -23,7 +23,7 @@ Example::
 import functools
 from contextlib import contextmanager
 
-from probpl.poutine.runtime import _PLANS, _PYRO_STACK, clear_dispatch_cache
+from probpl.poutine.runtime import _PYRO_STACK, clear_dispatch_cache
 
 
 class Messenger:
@@ -43,9 +43,6 @@ class Messenger:
             # An exception escaped from inner handlers that never exited:
             # drop them with us so the stack is left as we found it.
             del _PYRO_STACK[_PYRO_STACK.index(self):]
-        if not _PYRO_STACK:
-            # Do not keep the last handlers (and their traces) alive.
-            _PLANS.clear()
         return False
 
     def __call__(self, fn):

@@ -11,7 +11,8 @@ A model sends hundreds of messages through the same handlers, so the work of
 finding who does what is done once: which method of a handler's class handles
 a message type (``_pyro_<type>`` and ``_pyro_post_<type>``, or an overridden
 ``_process_message``/``_postprocess_message``) is cached per class, and the
-handlers with something to do are listed once per stack and message type.
+handlers with something to do are listed once per message type and sequence
+of handler classes on the stack.
 Handlers are therefore looked up on their class; add them with
 ``Messenger.register`` (or by defining methods), not as instance attributes.
 """
@@ -55,25 +56,28 @@ class CondIndepStackFrame(namedtuple("CondIndepStackFrame", "name dim size count
         return self.dim is not None
 
 
-def new_message(**fields) -> Message:
-    """A message with every field at its default, overridden by ``fields``."""
+def new_message(type="sample", name=None, fn=None, is_observed=False, args=(), kwargs=None,
+                value=None, infer=None, scale=1.0, mask=None, cond_indep_stack=(), done=False,
+                stop=False, continuation=None, **extra) -> Message:
+    """A message with every field at its default, overridden by the arguments."""
     msg = {
-        "type": "sample",
-        "name": None,
-        "fn": None,
-        "is_observed": False,
-        "args": (),
-        "kwargs": {},
-        "value": None,
-        "infer": {},
-        "scale": 1.0,
-        "mask": None,
-        "cond_indep_stack": (),
-        "done": False,
-        "stop": False,
-        "continuation": None,
+        "type": type,
+        "name": name,
+        "fn": fn,
+        "is_observed": is_observed,
+        "args": args,
+        "kwargs": {} if kwargs is None else kwargs,
+        "value": value,
+        "infer": {} if infer is None else infer,
+        "scale": scale,
+        "mask": mask,
+        "cond_indep_stack": cond_indep_stack,
+        "done": done,
+        "stop": stop,
+        "continuation": continuation,
     }
-    msg.update(fields)
+    if extra:
+        msg.update(extra)
     return msg
 
 
@@ -124,6 +128,7 @@ def clear_dispatch_cache() -> None:
     _PROCESS.clear()
     _POSTPROCESS.clear()
     _PLANS.clear()
+    _CLASS_PLANS.clear()
 
 
 def _process_from(msg, stack, i):
@@ -132,7 +137,7 @@ def _process_from(msg, stack, i):
     while i:
         i -= 1
         frame = stack[i]
-        cls, mtype = frame.__class__, msg["type"]
+        cls, mtype = type(frame), msg["type"]
         try:
             fn = _PROCESS[cls, mtype]
         except KeyError:
@@ -149,7 +154,7 @@ def _postprocess_from(msg, stack, i):
     while i < len(stack):
         frame = stack[i]
         i += 1
-        cls, mtype = frame.__class__, msg["type"]
+        cls, mtype = type(frame), msg["type"]
         try:
             fn = _POSTPROCESS[cls, mtype]
         except KeyError:
@@ -158,26 +163,35 @@ def _postprocess_from(msg, stack, i):
             fn(frame, msg)
 
 
-# message type -> (the stack it was made for, [(index, handler, fn)] innermost
-# first for processing, the same outermost first for post-processing), listing
-# only handlers with something to do.  Rebuilt whenever the stack changes.
+# (message type, handler classes of a stack, outermost first) -> (those
+# classes, [(index, fn)] innermost first for processing, [(index, fn)]
+# outermost first for post-processing), listing only the handlers with
+# something to do for that type. A plan depends only on the classes, so the
+# fresh handlers inference enters at every step reuse the plans of the last.
+_CLASS_PLANS: dict = {}
+# message type -> the plan of the stack it last went through (checked per message).
 _PLANS: dict = {}
 
 
 def _make_plan(stack, mtype):
-    procs, posts = [], []
-    for i, frame in enumerate(stack):
-        cls = frame.__class__
-        fn = _PROCESS[cls, mtype] if (cls, mtype) in _PROCESS \
-            else _lookup(_PROCESS, cls, mtype, False)
-        if fn is not None:
-            procs.append((i, frame, fn))
-        fn = _POSTPROCESS[cls, mtype] if (cls, mtype) in _POSTPROCESS \
-            else _lookup(_POSTPROCESS, cls, mtype, True)
-        if fn is not None:
-            posts.append((i, frame, fn))
-    procs.reverse()
-    plan = _PLANS[mtype] = (list(stack), tuple(procs), tuple(posts))
+    classes = tuple(map(type, stack))
+    plan = _CLASS_PLANS.get((mtype, classes))
+    if plan is None:
+        procs, posts = [], []
+        for i, cls in enumerate(classes):
+            fn = _PROCESS[cls, mtype] if (cls, mtype) in _PROCESS \
+                else _lookup(_PROCESS, cls, mtype, False)
+            if fn is not None:
+                procs.append((i, fn))
+            fn = _POSTPROCESS[cls, mtype] if (cls, mtype) in _POSTPROCESS \
+                else _lookup(_POSTPROCESS, cls, mtype, True)
+            if fn is not None:
+                posts.append((i, fn))
+        procs.reverse()
+        if len(_CLASS_PLANS) > 4096:
+            _CLASS_PLANS.clear()
+        plan = _CLASS_PLANS[mtype, classes] = (classes, tuple(procs), tuple(posts))
+    _PLANS[mtype] = plan
     return plan
 
 
@@ -186,14 +200,14 @@ def apply_stack(msg: Message) -> Message:
     stack = _PYRO_STACK
     mtype = msg["type"]
     plan = _PLANS.get(mtype)
-    if plan is None or len(plan[0]) != len(stack) or not all(map(is_, plan[0], stack)):
+    if plan is None or len(plan[0]) != len(stack) or not all(map(is_, plan[0], map(type, stack))):
         plan = _make_plan(stack, mtype)
     seen = 0  # index of the outermost handler that processed the message
     if msg["stop"]:
         seen = _process_from(msg, stack, len(stack))
     else:
-        for i, frame, fn in plan[1]:
-            fn(frame, msg)
+        for i, fn in plan[1]:
+            fn(stack[i], msg)
             if msg["stop"]:
                 seen = i
                 break
@@ -208,9 +222,9 @@ def apply_stack(msg: Message) -> Message:
     if msg["type"] != mtype:
         _postprocess_from(msg, stack, seen)
     else:
-        for i, frame, fn in plan[2]:
+        for i, fn in plan[2]:
             if i >= seen:
-                fn(frame, msg)
+                fn(stack[i], msg)
                 if msg["type"] != mtype:
                     _postprocess_from(msg, stack, i + 1)
                     break

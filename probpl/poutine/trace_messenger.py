@@ -17,9 +17,13 @@ class TraceMessenger(Messenger):
         self.graph_type = graph_type
         self.param_only = param_only
         self.trace = Trace(graph_type=graph_type)
+        self._unused = True  # self.trace is the empty one made here
 
     def __enter__(self):
-        self.trace = Trace(graph_type=self.graph_type)
+        # Each use records a new trace; the first can fill the one made above.
+        if not (getattr(self, "_unused", False) and not self.trace.nodes):
+            self.trace = Trace(graph_type=self.graph_type)
+        self._unused = False
         return super().__enter__()
 
     def __call__(self, fn):
@@ -29,13 +33,21 @@ class TraceMessenger(Messenger):
         """The trace recorded by the last use as a context manager."""
         return self.trace
 
+    # One shallow copy per site: handlers further in may still change the message.
     def _pyro_post_sample(self, msg):
         if not self.param_only:
-            # One shallow copy: the message itself is not reused after apply_stack.
-            self.trace._add_site(msg["name"], msg.copy())
+            trace, name = self.trace, msg["name"]
+            if trace.graph_type == "flat" and name not in trace.nodes:
+                trace.nodes[name] = msg.copy()  # all Trace._add_site does for a new site
+            else:
+                trace._add_site(name, msg.copy())
 
     def _pyro_post_param(self, msg):
-        self.trace._add_site(msg["name"], msg.copy())
+        trace, name = self.trace, msg["name"]
+        if trace.graph_type == "flat" and name not in trace.nodes:
+            trace.nodes[name] = msg.copy()
+        else:
+            trace._add_site(name, msg.copy())
 
 
 class TraceHandler:
@@ -51,11 +63,15 @@ class TraceHandler:
 
     def __call__(self, *args, **kwargs):
         with self.msngr as m:
-            m.trace._add_site(
-                "_INPUT", new_message(type="args", name="_INPUT", args=args, kwargs=kwargs)
-            )
+            trace = m.trace  # a new, empty trace
+            trace.nodes["_INPUT"] = new_message(type="args", name="_INPUT", args=args,
+                                                kwargs=kwargs)
             ret = self.fn(*args, **kwargs)
-            m.trace._add_site("_RETURN", new_message(type="return", name="_RETURN", value=ret))
+            site = new_message(type="return", name="_RETURN", value=ret)
+            if trace.graph_type == "flat" and "_RETURN" not in trace.nodes:
+                trace.nodes["_RETURN"] = site
+            else:
+                trace._add_site("_RETURN", site)
         return ret
 
     @property

@@ -55,8 +55,8 @@ class Trace:
             raise ValueError(f"graph_type must be 'flat' or 'dense', got {graph_type!r}")
         self.graph_type = graph_type
         self.nodes = OrderedDict()
-        self._succ = OrderedDict()
-        self._pred = OrderedDict()
+        self._succ = {}  # site name -> names of its successors (dense graphs only)
+        self._pred = {}
 
     def __contains__(self, name):
         return name in self.nodes
@@ -125,8 +125,8 @@ class Trace:
         """A shallow copy: a new node dict whose site dicts are copies."""
         new = Trace(graph_type=self.graph_type)
         new.nodes = OrderedDict((k, dict(v)) for k, v in self.nodes.items())
-        new._succ = OrderedDict((k, set(v)) for k, v in self._succ.items())
-        new._pred = OrderedDict((k, set(v)) for k, v in self._pred.items())
+        new._succ = {k: set(v) for k, v in self._succ.items()}
+        new._pred = {k: set(v) for k, v in self._pred.items()}
         return new
 
     def detach_(self):
@@ -157,11 +157,17 @@ class Trace:
             self._store_log_prob(name, site)
 
     def _store_log_prob(self, name, site):
-        lp = self._site_log_prob(name, site)
+        try:
+            lp = site["fn"].log_prob(site["value"])
+        except (ValueError, RuntimeError) as e:
+            where = _describe_site(name, site)
+            raise ValueError(f"Error computing log_prob at {where}: {e}") from e
         site["unscaled_log_prob"] = lp
-        lp = scale_and_mask(lp, site["scale"], site["mask"])
+        if not _unscaled(site):
+            lp = scale_and_mask(lp, site["scale"], site["mask"])
         site["log_prob"] = lp
-        site["log_prob_sum"] = _total(lp)
+        # A 0-dim log-density is its own sum (and one autograd node fewer).
+        site["log_prob_sum"] = lp if isinstance(lp, torch.Tensor) and lp.dim() == 0 else lp.sum()
 
     def compute_score_parts(self):
         """Store ``score_parts`` (log_prob, score_function, entropy_term) on latent
@@ -182,15 +188,18 @@ class Trace:
                     f"Error computing log_prob at {_describe_site(name, site)}: {e}"
                 ) from e
             site["unscaled_log_prob"] = parts.log_prob
-            if parts.entropy_term is parts.log_prob:
+            if _unscaled(site):
+                pass  # nothing to scale or mask: keep the parts as they are
+            elif parts.entropy_term is parts.log_prob:
                 # Reparameterised: scale once, so the parts stay one tensor.
                 lp = scale_and_mask(parts.log_prob, site["scale"], site["mask"])
                 parts = ScoreParts(lp, scale_and_mask(parts.score_function, 1.0, site["mask"]), lp)
             else:
                 parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["score_parts"] = parts
-            site["log_prob"] = parts.log_prob
-            site["log_prob_sum"] = _total(parts.log_prob)
+            lp = site["log_prob"] = parts.log_prob
+            site["log_prob_sum"] = lp if isinstance(lp, torch.Tensor) and lp.dim() == 0 \
+                else lp.sum()
 
     def log_prob_sum(self, site_filter=lambda name, site: True):
         """The total scaled and masked log-density of the sample sites passing ``site_filter``."""
@@ -268,9 +277,12 @@ class Trace:
         return "\n".join(lines)
 
 
-def _total(lp):
-    # A 0-dim log-density is its own sum (and one autograd node fewer).
-    return lp if isinstance(lp, torch.Tensor) and lp.dim() == 0 else lp.sum()
+def _unscaled(site):
+    """Whether the site's scale is the number 1 and it has no mask (most sites):
+    a plain type test, cheaper than the general ``scale_and_mask``."""
+    scale = site["scale"]
+    return site["mask"] is None and (scale.__class__ is float or scale.__class__ is int) \
+        and scale == 1
 
 
 def _shape(x):

@@ -142,3 +142,60 @@ def test_jit_trace_elbo_matches_posterior():
         svi.step(X)
         locs.append(probpl.param("loc").item())
     assert abs(np.mean(locs) - 3.5 / 4) < 0.05
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_autonormal_step_after_inference_mode_matches_autograd(dtype):
+    # Constants made once and reused across steps (the ELBO's signs, the guide's
+    # log-density constant) must not be tensors made in inference mode, which
+    # autograd cannot use; and the step's gradients are those of the loss.
+    from probpl.infer.autoguide import AutoNormal
+
+    x = torch.linspace(-1.0, 2.0, 10, dtype=dtype)
+
+    def model2(x):
+        a = probpl.sample("a", dist.Normal(torch.tensor(0.0, dtype=dtype), 1.0))
+        s = probpl.sample("s", dist.LogNormal(torch.tensor(0.0, dtype=dtype), 1.0))
+        with probpl.plate("data", len(x)):
+            probpl.sample("x", dist.Normal(a, s), obs=x)
+
+    from probpl.infer import trace_elbo
+    from probpl.infer.autoguide import normal_site
+
+    guide2 = AutoNormal(model2)
+    elbo = Trace_ELBO()
+    svi = SVI(model2, guide2, Adam({"lr": 0.01}), elbo)
+    svi.step(x)
+    trace_elbo._SIGNS.clear()
+    normal_site._CONSTANTS.clear()
+    with torch.inference_mode():
+        assert np.isfinite(elbo.loss(model2, guide2, x))
+    for _ in range(3):
+        svi.step(x)
+    params = dict(probpl.get_param_store().named_parameters())
+    assert all(p.dtype == dtype for p in params.values())
+    probpl.set_rng_seed(3)
+    loss = elbo.differentiable_loss(model2, guide2, x)
+    expected = torch.autograd.grad(loss, list(params.values()))
+    probpl.set_rng_seed(3)
+    value = elbo.loss_and_grads(model2, guide2, x)
+    assert value == pytest.approx(loss.item(), rel=1e-6)
+    for p, g in zip(params.values(), expected):
+        assert torch.allclose(p.grad, g)
+        p.grad = None
+
+
+def test_scalar_backward_matches_tensor_backward():
+    from probpl.infer.util import scalar_backward
+
+    w = torch.tensor([0.5, -1.0], requires_grad=True)
+    loss = (w.exp() * torch.tensor([2.0, 3.0])).sum()
+    scalar_backward(loss, retain_graph=True)
+    first = w.grad.clone()
+    loss.backward()  # the graph was kept
+    assert torch.allclose(w.grad, 2 * first)
+    assert torch.allclose(first, w.detach().exp() * torch.tensor([2.0, 3.0]))
+    w.grad = None
+    scalar_backward(w.sum())
+    with pytest.raises(RuntimeError):
+        scalar_backward(w.sum() * 0 + loss)  # loss's graph is gone now

@@ -1,6 +1,8 @@
 """Optimizer wrappers: per-parameter options, clipping, ClippedAdam, schedulers,
 state round trips."""
 
+import copy
+
 import pytest
 import torch
 
@@ -121,3 +123,55 @@ def test_fused_adam_matches_torch_step(cls, options):
                                   atol=1e-12)
     assert ours.optim.param_groups[0]["fused"] is True
     assert all(int(ours.optim.state[p]["step"]) == 5 for p in params.values())
+
+
+def test_fused_adam_follows_torch_through_restores_and_state_changes():
+    # The fused update reuses what it gathered from the optimizer state between
+    # steps; a restored state, a torch-level load_state_dict and a parameter
+    # that joins later must all be picked up, with each parameter's own count.
+    g = torch.Generator().manual_seed(1)
+    init = {"a": torch.randn(3, generator=g, dtype=torch.float64),
+            "b": torch.randn((), generator=g, dtype=torch.float64)}
+    ours = optim.Adam({"lr": 0.1})
+    for name, value in init.items():
+        probpl.param(name, value.clone())
+    params = dict(probpl.get_param_store().named_parameters())
+    reference = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
+    ref_opt = torch.optim.Adam(list(reference.values()), lr=0.1)
+
+    def step():
+        for name in init:
+            grad = torch.randn(init[name].shape, generator=g, dtype=torch.float64)
+            params[name].grad = grad.clone()
+            reference[name].grad = grad.clone()
+        ours([params[n] for n in init])
+        ref_opt.step()
+        for name in init:
+            assert torch.allclose(params[name].detach(), reference[name].detach(), rtol=1e-12,
+                                  atol=1e-12)
+
+    for _ in range(3):
+        step()
+    saved = ours.get_state()
+    ref_saved = copy.deepcopy(ref_opt.state_dict())
+    for _ in range(2):
+        step()
+    ours.set_state(saved)  # back to step 3 on both sides
+    with torch.no_grad():
+        for name in init:
+            params[name].copy_(reference[name])
+    ref_opt.load_state_dict(ref_saved)
+    for _ in range(2):
+        step()
+    ours.optim.load_state_dict(ours.optim.state_dict())
+    step()
+    assert [int(ours.optim.state[params[n]]["step"]) for n in init] == [6, 6]
+    # A parameter that appears later counts its own steps.
+    probpl.param("c", torch.zeros(2, dtype=torch.float64))
+    c = dict(probpl.get_param_store().named_parameters())["c"]
+    for _ in range(2):
+        for p in (*params.values(), c):
+            p.grad = torch.ones_like(p)
+        ours([*params.values(), c])
+    assert int(ours.optim.state[c]["step"]) == 2
+    assert int(ours.optim.state[params["a"]]["step"]) == 8

@@ -396,3 +396,58 @@ def test_sequential_plate_frames_follow_the_iteration():
         assert [(f.name, f.dim, f.counter) for f in frames] == [("seq", None, i),
                                                                 ("data", -1, 0)]
         assert tr.trace.nodes[f"x_{i}"]["value"].shape == (2,)
+
+
+def test_fresh_handlers_of_the_same_classes_each_get_their_messages():
+    # Dispatch plans are shared by stacks of the same handler classes; each
+    # message must still reach the handler instances on the stack right now.
+    class Count(poutine.Messenger):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def _pyro_post_sample(self, msg):
+            self.names.append(msg["name"])
+
+    prior = dist.Normal(0.0, 1.0)
+    runs = []
+    for i in range(3):
+        with poutine.trace() as tr, Count() as count:
+            probpl.sample(f"x{i}", prior)
+            probpl.param(f"p{i}", torch.tensor(1.0))
+        runs.append((tr.trace, count))
+    for i, (trace, count) in enumerate(runs):
+        assert list(trace.nodes) == [f"x{i}", f"p{i}"]
+        assert count.names == [f"x{i}"]
+    # The same classes in another order, and a longer stack, dispatch afresh.
+    with Count() as outer, poutine.trace() as tr:
+        with poutine.block(hide=["hidden"]):
+            probpl.sample("hidden", prior)
+        probpl.sample("shown", prior)
+    assert outer.names == ["shown"] and list(tr.trace.nodes) == ["shown"]
+
+
+def test_trace_messenger_records_a_new_trace_each_use():
+    tm = poutine.trace()
+    first = tm.trace
+    with tm:
+        probpl.sample("a", dist.Normal(0.0, 1.0))
+    assert tm.trace is first and list(first.nodes) == ["a"]
+    with tm:
+        probpl.sample("b", dist.Normal(0.0, 1.0))
+    assert list(tm.trace.nodes) == ["b"] and list(first.nodes) == ["a"]
+    traced = poutine.trace(lambda: probpl.sample("c", dist.Normal(0.0, 1.0)))
+    t1, t2 = traced.get_trace(), traced.get_trace()
+    assert t1 is not t2
+    assert list(t1.nodes) == ["_INPUT", "c", "_RETURN"] == list(t2.nodes)
+
+
+def test_new_message_defaults_are_fresh():
+    from probpl.poutine.runtime import new_message
+
+    a, b = new_message(name="x"), new_message(type="param", extra_field=1)
+    assert a["type"] == "sample" and a["name"] == "x" and a["scale"] == 1.0
+    assert b["type"] == "param" and b["extra_field"] == 1
+    a["infer"]["k"] = 1
+    a["kwargs"]["k"] = 1
+    assert b["infer"] == {} and b["kwargs"] == {}

@@ -12,9 +12,27 @@ import math
 import torch
 
 from probpl.distributions import TorchDistribution
+from probpl.distributions.score_parts import ScoreParts
 from probpl.distributions.util import sum_rightmost
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+_CONSTANTS = {}  # (dtype, device) -> -log(sqrt(2 pi)) as a 0-dim tensor; never modified
+
+
+def _half_log_two_pi(like):
+    """``-log(sqrt(2 pi))`` as a 0-dim tensor of ``like``'s dtype and device, made
+    once: it is an operand of every log-density."""
+    key = (like.dtype, like.device)
+    const = _CONSTANTS.get(key)
+    if const is None:
+        const = torch.full((), -_HALF_LOG_TWO_PI, dtype=like.dtype, device=like.device)
+        # Keep only a plain tensor (not one made in inference mode, which
+        # autograd could not use later, nor a tracer's fake or proxy tensor).
+        if type(const) is torch.Tensor and not const.is_inference() and len(_CONSTANTS) < 64:
+            _CONSTANTS[key] = const
+    return const
 
 
 class NormalSite(TorchDistribution):
@@ -40,12 +58,15 @@ class NormalSite(TorchDistribution):
         self._support = support
         self._last = None
         shape = loc.shape
-        batch_shape = shape[: len(shape) - event_dim]
+        batch_shape = shape[: len(shape) - event_dim] if event_dim else shape
         if event_shape is None:
             if transform is not None:
                 shape = transform.forward_shape(shape)
             event_shape = shape[len(batch_shape):]
-        super().__init__(batch_shape, event_shape, validate_args=False)
+        # What Distribution.__init__ does without validation (it runs per step).
+        self._batch_shape = batch_shape
+        self._event_shape = event_shape
+        self._validate_args = False
 
     @property
     def support(self):
@@ -59,16 +80,25 @@ class NormalSite(TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()):
         loc = self.loc
-        shape = torch.Size(sample_shape) + loc.shape if sample_shape else loc.shape
-        eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        if sample_shape:
+            shape = torch.Size(sample_shape) + loc.shape
+            eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        else:
+            eps = torch.randn_like(loc)  # the same draw, with less argument parsing
         z = torch.addcmul(loc, self.scale, eps)  # loc + scale * eps, one autograd node
         y = z if self.transform is None else self.transform(z)
         self._last = (y, z, eps)
         return y
 
+    __call__ = rsample  # a site's draw: always reparameterised
+
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
             return self.rsample(sample_shape).detach()
+
+    def score_parts(self, value):
+        log_prob = self.log_prob(value)
+        return ScoreParts(log_prob, 0, log_prob)  # reparameterised
 
     def log_prob(self, value):
         last = self._last
@@ -79,9 +109,10 @@ class NormalSite(TorchDistribution):
             eps = (z - self.loc) / self.scale
         # The draw's own term first (one fused op, needing no gradient when eps is
         # a fresh draw), then the scale's.
-        noise = torch.addcmul(eps.new_full((), -_HALF_LOG_TWO_PI), eps, eps, value=-0.5)
+        noise = torch.addcmul(_half_log_two_pi(eps), eps, eps, value=-0.5)
         log_prob = noise - self.scale.log()
-        log_prob = sum_rightmost(log_prob, self._event_dim_u)
+        if self._event_dim_u:
+            log_prob = sum_rightmost(log_prob, self._event_dim_u)
         if self.transform is None:
             return log_prob
         ladj = self.transform.log_abs_det_jacobian(z, value)

@@ -7,7 +7,7 @@ import math
 import torch
 
 from probpl.distributions import biject_to
-from probpl.distributions.transforms import AffineTransform, ComposeTransform
+from probpl.params import _drop_identity_parts
 
 
 def product(shape):
@@ -72,21 +72,6 @@ def site_transform(site):
             f"sample site '{site['name']}': no bijection onto its support {support} "
             f"({type(fn).__name__}); reparameterize it or hide it from the guide"
         ) from None
-
-
-def _drop_identity_parts(transform):
-    """Remove ``AffineTransform(0, 1)`` parts (e.g. of the bijection onto ``positive``,
-    built as ``exp`` then a shift by the lower bound 0): they cost a call per sample."""
-    if not isinstance(transform, ComposeTransform):
-        return transform
-    parts = [
-        p for p in transform.parts
-        if not (isinstance(p, AffineTransform) and isinstance(p.loc, (int, float))
-                and isinstance(p.scale, (int, float)) and p.loc == 0 and p.scale == 1)
-    ]
-    if len(parts) == len(transform.parts):
-        return transform
-    return parts[0] if len(parts) == 1 else ComposeTransform(parts)
 
 
 def is_identity(transform):

@@ -93,6 +93,20 @@ def test_every_torch_optimizer_is_wrapped():
         assert hasattr(optim, name)
 
 
+def _step_both(g, params, ours, reference, ref_opt):
+    """One step of ours and of torch's optimizer with the same random gradients;
+    the parameters must stay equal."""
+    for name in reference:
+        grad = torch.randn(reference[name].shape, generator=g, dtype=torch.float64)
+        params[name].grad = grad.clone()
+        reference[name].grad = grad.clone()
+    ours([params[n] for n in reference])
+    ref_opt.step()
+    for name in reference:
+        assert torch.allclose(params[name].detach(), reference[name].detach(), rtol=1e-12,
+                              atol=1e-12)
+
+
 @pytest.mark.parametrize("cls, options", [
     ("Adam", {"lr": 0.1}),
     ("Adam", {"lr": 0.05, "betas": (0.8, 0.9), "weight_decay": 0.1, "maximize": True}),
@@ -112,15 +126,7 @@ def test_fused_adam_matches_torch_step(cls, options):
         probpl.param(name, value.clone())
     params = dict(store.named_parameters())
     for _ in range(5):
-        for name in init:
-            grad = torch.randn(init[name].shape, generator=g, dtype=torch.float64)
-            params[name].grad = grad.clone()
-            reference[name].grad = grad.clone()
-        ours([params[n] for n in init])
-        ref_opt.step()
-        for name in init:
-            assert torch.allclose(params[name].detach(), reference[name].detach(), rtol=1e-12,
-                                  atol=1e-12)
+        _step_both(g, params, ours, reference, ref_opt)
     assert ours.optim.param_groups[0]["fused"] is True
     assert all(int(ours.optim.state[p]["step"]) == 5 for p in params.values())
 
@@ -140,15 +146,7 @@ def test_fused_adam_follows_torch_through_restores_and_state_changes():
     ref_opt = torch.optim.Adam(list(reference.values()), lr=0.1)
 
     def step():
-        for name in init:
-            grad = torch.randn(init[name].shape, generator=g, dtype=torch.float64)
-            params[name].grad = grad.clone()
-            reference[name].grad = grad.clone()
-        ours([params[n] for n in init])
-        ref_opt.step()
-        for name in init:
-            assert torch.allclose(params[name].detach(), reference[name].detach(), rtol=1e-12,
-                                  atol=1e-12)
+        _step_both(g, params, ours, reference, ref_opt)
 
     for _ in range(3):
         step()

@@ -355,3 +355,69 @@ def test_vectorized_particles_divide_the_loss_variance():
     tol = 4 * (se1**2 + sen**2) ** 0.5
     assert tol < 1.0
     assert abs(log_v1 - log_vn - torch.tensor(float(n)).log().item()) < tol
+
+
+def _vae(batch=8):
+    """A small VAE whose encoder and decoder are registered with ``probpl.module``."""
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(6, 4)
+    decoder = torch.nn.Sequential(torch.nn.Linear(2, 5), torch.nn.ReLU(), torch.nn.Linear(5, 6))
+    data = (torch.rand(batch, 6) < 0.3).float()
+
+    def model(x):
+        probpl.module("decoder", decoder)
+        with probpl.plate("data", x.shape[0]):
+            z = probpl.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            probpl.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
+
+    def guide(x):
+        probpl.module("encoder", encoder)
+        with probpl.plate("data", x.shape[0]):
+            h = encoder(x)
+            loc, scale = h[:, :2], torch.nn.functional.softplus(h[:, 2:]) + 1e-4
+            probpl.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    return model, guide, data
+
+
+def _module_grads_match_eager(jit, mode):
+    model, guide, data = _vae()
+    for _ in range(3):  # eager, record, verify
+        jit_loss, jit_grads = grads_of(jit, model, guide, data)
+    assert jit_entry(jit).mode == mode
+    names = set(jit_entry(jit).names)
+    assert names == {"encoder$$$weight", "encoder$$$bias", "decoder$$$0.weight",
+                     "decoder$$$0.bias", "decoder$$$2.weight", "decoder$$$2.bias"}
+    loss, grads = grads_of(Trace_ELBO(), model, guide, data)
+    assert jit_loss == pytest.approx(loss, rel=1e-5)
+    assert set(jit_grads) == set(grads) == names
+    for name, g in grads.items():
+        torch.testing.assert_close(jit_grads[name], g, rtol=1e-4, atol=1e-5)
+
+
+def test_module_weights_are_recorded_as_inputs():
+    # Two nn.Modules whose weights enter the recording as inputs (through the
+    # param store), with a Bernoulli likelihood: the frozen graph of this step
+    # is rejected by TorchScript's optimizer, and the unfrozen one runs instead.
+    _module_grads_match_eager(JitTrace_ELBO(), "trace")
+
+
+@pytest.mark.slow  # about 15 s of compilation with a cold inductor cache
+def test_inductor_compiles_module_model_and_matches_eager():
+    pytest.importorskip("torch._inductor")
+    _module_grads_match_eager(JitTrace_ELBO(jit_options={"compiler": "inductor"}), "inductor")
+
+
+def test_inductor_failure_warns_and_uses_torchscript():
+    pytest.importorskip("torch._inductor")
+    jit = JitTrace_ELBO(jit_options={"compiler": "inductor", "no_such_option": 1})
+    model, guide, data = _vae()
+    grads_of(jit, model, guide, data)
+    with pytest.warns(UserWarning, match="inductor did not compile"):
+        grads_of(jit, model, guide, data)
+    assert jit_entry(jit).mode == "trace_forward"
+    jit_loss, jit_grads = grads_of(jit, model, guide, data)
+    loss, grads = grads_of(Trace_ELBO(), model, guide, data)
+    assert jit_loss == pytest.approx(loss, rel=1e-5)
+    for name, g in grads.items():
+        torch.testing.assert_close(jit_grads[name], g, rtol=1e-4, atol=1e-5)

@@ -640,4 +640,5 @@ def _static_runtime(scripted):
 
 def is_compiled(fn):
     """Whether ``fn`` came from :func:`compile_function`."""
-    return isinstance(fn, (torch._C.ScriptMethod, torch._C.StaticModule))
+    # A torch built without the static runtime has no StaticModule class.
+    return isinstance(fn, (torch._C.ScriptMethod, getattr(torch._C, "StaticModule", ())))

@@ -27,30 +27,10 @@ from torch.distributions import Distribution
 from torch.distributions.utils import lazy_property, probs_to_logits
 
 from .torch_distribution import TorchDistributionMixin
+from .util import check_expand as _check_expand
+from .util import expanded as _expanded
 
 _EMPTY = torch.Size()
-
-
-def _expanded(t, shape):
-    return t if t.shape == shape else t.expand(shape)
-
-
-_EXPANDABLE = set()  # (old, new) batch shapes already checked: a loop expands alike
-
-
-def _check_expand(old, new):
-    key = (old, new)
-    if key in _EXPANDABLE:
-        return
-    n = len(old)
-    if len(new) < n or any(o != 1 and o != s for o, s in zip(old, new[len(new) - n:])):
-        raise RuntimeError(
-            f"cannot expand a distribution with batch_shape {tuple(old)} to batch_shape "
-            f"{tuple(new)}"
-        )
-    if len(_EXPANDABLE) > 4096:
-        _EXPANDABLE.clear()
-    _EXPANDABLE.add(key)
 
 
 class Categorical(_TorchCategorical, TorchDistributionMixin):

@@ -25,6 +25,8 @@ from torch.distributions.transforms import ExpTransform
 from torch.distributions.utils import _standard_normal
 
 from .torch_distribution import TorchDistributionMixin
+from .util import check_expand as _check_expand
+from .util import expanded as _expanded
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 _EMPTY = torch.Size()
@@ -34,19 +36,6 @@ def _as_param(value, dtype, device, shape):
     """A Python-number parameter as a tensor of ``shape`` (a broadcast view)."""
     t = torch.tensor(value, dtype=dtype, device=device)
     return t if shape == _EMPTY else t.expand(shape)
-
-
-def _expanded(t, shape):
-    return t if t.shape == shape else t.expand(shape)
-
-
-def _check_expand(old, new):
-    n = len(old)
-    if len(new) < n or any(o != 1 and o != s for o, s in zip(old, new[len(new) - n:])):
-        raise RuntimeError(
-            f"cannot expand a distribution with batch_shape {tuple(old)} to batch_shape "
-            f"{tuple(new)}"
-        )
 
 
 def _broadcast_params(loc, scale):

@@ -5,6 +5,7 @@ leading or trailing dims, and the cheap "is this tensor trivially 0/1" tests
 that let hot paths skip needless arithmetic.
 """
 
+import functools
 import numbers
 
 import torch
@@ -34,6 +35,22 @@ def broadcast_shape(*shapes, strict=False):
                     )
                 )
     return tuple(reversed(reversed_shape))
+
+
+def expanded(t, shape):
+    """``t`` viewed at ``shape`` (itself when it already has that shape)."""
+    return t if t.shape == shape else t.expand(shape)
+
+
+@functools.lru_cache(maxsize=4096)  # a loop expands alike; failures are not cached
+def check_expand(old, new):
+    """Raise unless a batch shape ``old`` can be expanded to ``new``."""
+    n = len(old)
+    if len(new) < n or any(o != 1 and o != s for o, s in zip(old, new[len(new) - n:])):
+        raise RuntimeError(
+            f"cannot expand a distribution with batch_shape {tuple(old)} to batch_shape "
+            f"{tuple(new)}"
+        )
 
 
 def sum_rightmost(value, dim):

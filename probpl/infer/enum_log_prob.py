@@ -10,6 +10,8 @@ parameters as the model gave them. Used by :mod:`probpl.infer.enum` and
 everything that scores enumerated traces.
 """
 
+import functools
+
 import torch
 
 from probpl.distributions.categorical import Categorical as _LeanCategorical
@@ -97,22 +99,13 @@ def _unexpand(t):
     return b
 
 
-_BROADCAST = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _broadcast_shape(a, b):
-    key = (a, b)
-    shape = _BROADCAST.get(key)
-    if shape is None:
-        if len(_BROADCAST) > 4096:
-            _BROADCAST.clear()
-        shape = _BROADCAST[key] = torch.broadcast_shapes(a, b)
-    return shape
+    return torch.broadcast_shapes(a, b)
 
 
 _NUMBER = "number"  # marks a Python-number parameter in a group key
 _CLASS_PARAMS = {}  # distribution class -> ((name, "_" + name), ...); () when not grouped
-_ENUM_SHAPES = {}  # (logits shape, enumeration dim) -> log-density shape
 
 
 def _class_params(cls):
@@ -134,18 +127,13 @@ def _class_params(cls):
     return names
 
 
+@functools.lru_cache(maxsize=4096)
 def _enum_shape(batch, size, dim):
-    key = (batch, size, dim)
-    found = _ENUM_SHAPES.get(key)
-    if found is None:
-        if len(_ENUM_SHAPES) > 4096:
-            _ENUM_SHAPES.clear()
-        if -dim > len(batch):
-            found = (size,) + (1,) * (-1 - dim - len(batch)) + batch
-        else:
-            found = batch[:len(batch) + dim] + (size,) + batch[len(batch) + dim + 1:]
-        _ENUM_SHAPES[key] = found = torch.Size(found)
-    return found
+    """The log-density shape of an enumerated Categorical: its batch shape with
+    the ``size`` values along the enumeration dim ``dim``."""
+    if -dim > len(batch):
+        return torch.Size((size,) + (1,) * (-1 - dim - len(batch)) + batch)
+    return torch.Size(batch[:len(batch) + dim] + (size,) + batch[len(batch) + dim + 1:])
 
 
 def _stack_key(site):

@@ -13,11 +13,12 @@ Sequential enumeration costs one guide run per assignment (times the number of
 sequential sites), so it suits a few small sites; ``"parallel"`` is the fast way.
 """
 
+from probpl.poutine.enum_messenger import enumerate_site
 from probpl.poutine.escape_messenger import EscapeMessenger
 from probpl.poutine.handlers import block
 from probpl.poutine.replay_messenger import ReplayMessenger
 from probpl.poutine.trace_struct import Trace
-from probpl.poutine.util import NonlocalExit
+from probpl.poutine.util import NonlocalExit, enum_extend
 
 
 def is_sequential(site):
@@ -25,15 +26,9 @@ def is_sequential(site):
         and not site["is_observed"]
 
 
-def _site_values(msg):
-    fn = msg["fn"]
-    if not getattr(fn, "has_enumerate_support", False):
-        raise ValueError(
-            f"guide site '{msg['name']}' is marked infer={{'enumerate': 'sequential'}} but its "
-            f"distribution {type(fn).__name__} has no enumerable support; enumerate only "
-            "discrete sites with finite support, or remove the hint"
-        )
-    batch_shape = tuple(fn.batch_shape)
+def _check_site(msg):
+    enumerate_site(msg)  # raises for a distribution without enumerable support
+    batch_shape = tuple(msg["fn"].batch_shape)
     if any(n != 1 for n in batch_shape):
         raise ValueError(
             f"guide site '{msg['name']}' is marked infer={{'enumerate': 'sequential'}} but has "
@@ -42,7 +37,6 @@ def _site_values(msg):
             "would give every batch element the same value; use "
             "infer={'enumerate': 'parallel'} for sites in plates"
         )
-    return fn.enumerate_support(expand=False)
 
 
 def sequential_assignments(guide, args, kwargs):
@@ -60,15 +54,8 @@ def sequential_assignments(guide, args, kwargs):
             with block():
                 EscapeMessenger(escape_fn)(ReplayMessenger(trace=fixed)(guide))(*args, **kwargs)
         except NonlocalExit as exit_:
-            msg = exit_.site
-            values = _site_values(msg)
+            _check_site(exit_.site)
             # Reversed, so that the stack pops values in support order.
-            for value in reversed(list(values)):
-                extended = fixed.copy()
-                site = dict(msg)
-                site.update(value=value, infer=dict(msg["infer"]), done=True, stop=False,
-                            continuation=None)
-                extended.add_node(msg["name"], **site)
-                pending.append(extended)
+            pending.extend(reversed(enum_extend(fixed, exit_.site)))
             continue
         yield fixed

@@ -16,23 +16,17 @@ enumeration dims its log-density may depend on, and an enumerated site records
 its own dim under ``infer["_enumerate_dim"]``.
 """
 
+import functools
+
 import torch
 
 from probpl.poutine.messenger import Messenger
 
-_SUPPORT_CACHE = {}
 
-
+@functools.lru_cache(maxsize=1024)
 def _categorical_support(size, dim, device):
     """``arange(size)`` along ``dim``: shared and never written to."""
-    key = (size, dim, device)
-    value = _SUPPORT_CACHE.get(key)
-    if value is None:
-        if len(_SUPPORT_CACHE) > 1024:
-            _SUPPORT_CACHE.clear()
-        value = torch.arange(size, device=device).reshape((size,) + (1,) * (-1 - dim))
-        _SUPPORT_CACHE[key] = value
-    return value
+    return torch.arange(size, device=device).reshape((size,) + (1,) * (-1 - dim))
 
 
 def enumerate_site(msg):

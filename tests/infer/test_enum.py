@@ -405,6 +405,18 @@ def _mixed_chain(ys, init, trans, locs, scale):
             probpl.sample(f"v_{t}", dist.Normal(locs[w] * 0.5, 2.0), obs=ys[t])
 
 
+def assert_same_vjp(got, expected, w, inputs, name, **tolerance):
+    """``got`` and ``expected`` pull the cotangent ``w`` back to the same
+    gradients of ``inputs`` (and depend on the same inputs)."""
+    g_got = torch.autograd.grad((got * w).sum(), inputs, allow_unused=True, retain_graph=True)
+    g_exp = torch.autograd.grad((expected * w).sum(), inputs, allow_unused=True,
+                                retain_graph=True)
+    for a, b in zip(g_got, g_exp):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert torch.allclose(a, b, **tolerance), name
+
+
 def test_grouped_log_probs_match_per_site():
     from probpl.infer.enum import compute_log_probs
 
@@ -428,13 +440,7 @@ def test_grouped_log_probs_match_per_site():
         assert got.shape == expected.shape, name
         assert torch.allclose(got, expected, atol=1e-12), name
         w = torch.randn(got.shape, dtype=torch.float64)
-        g_got = torch.autograd.grad((got * w).sum(), inputs, allow_unused=True, retain_graph=True)
-        g_exp = torch.autograd.grad((expected * w).sum(), inputs, allow_unused=True,
-                                    retain_graph=True)
-        for a, b in zip(g_got, g_exp):
-            assert (a is None) == (b is None), name
-            if a is not None:
-                assert torch.allclose(a, b, atol=1e-10), name
+        assert_same_vjp(got, expected, w, inputs, name, atol=1e-10)
 
 
 def test_validation_runs_once_and_nonfinite_loss_names_site():
@@ -547,13 +553,7 @@ def test_chain_categoricals_normalised_together_match_torch(dtype):
         assert got.shape == expected.shape and got.dtype == expected.dtype, name
         assert torch.allclose(got, expected, rtol=tol, atol=tol), name
         w = torch.randn(got.shape, generator=g, dtype=dtype)
-        g_got = torch.autograd.grad((got * w).sum(), inputs, allow_unused=True, retain_graph=True)
-        g_exp = torch.autograd.grad((expected * w).sum(), inputs, allow_unused=True,
-                                    retain_graph=True)
-        for a, b in zip(g_got, g_exp):
-            assert (a is None) == (b is None), name
-            if a is not None:
-                assert torch.allclose(a, b, rtol=tol, atol=tol), name
+        assert_same_vjp(got, expected, w, inputs, name, rtol=tol, atol=tol)
     if dtype == torch.float64:
         # A zero-probability transition weighs exp(log eps) (torch clamps probs
         # away from 0 and 1), as brute-force summation over torch's densities does.
